@@ -1,0 +1,793 @@
+"""ProviderClient: the typed client of the provider's HTTP API, the only module that talks to it.
+
+Every method checks its input before sending anything, returns models (never raw dicts) and raises
+only ``proxypool.errors`` exceptions. The app_key never appears in a message, a ``repr`` or a log
+record: GET calls must carry it in the query string, so the client attaches a redacting filter to
+urllib3's loggers, and it never chains lower-level exceptions whose text holds the request URL.
+
+A client may be shared between threads: it keeps no per-call state, and ``requests.Session``'s
+connection pool is thread-safe for the plain GET/POST calls made here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+from ._redact import install_log_redaction, redact
+from ._validate import (
+    TIME_FORMAT,
+    check_alnum,
+    check_enum,
+    check_float,
+    check_int,
+    check_names,
+    check_remark,
+    check_text,
+    check_time,
+)
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiResponseError,
+    ConfigError,
+    InvalidAppKey,
+    ProviderError,
+    RealNameRequired,
+)
+from .geo import Geo
+from .models import (
+    Account,
+    AccountStatus,
+    CountryLocations,
+    DailyUsage,
+    LocationItem,
+    Order,
+    Product,
+    ProductPage,
+    ProductType,
+    Proxy,
+    StaticIp,
+    StaticIpPage,
+    StaticIpStatus,
+)
+
+__all__ = ["ProviderClient"]
+
+logger = logging.getLogger(__name__)
+install_log_redaction()
+
+APP_KEY_ENV = "PROXYPOOL_APP_KEY"
+API_URL_ENV = "PROXYPOOL_API_URL"
+SUCCESS_CODES = frozenset({0, 200})
+_EXCERPT = 200
+_MAX_NESTING = 16
+
+E = TypeVar("E", bound=ProductType | AccountStatus | StaticIpStatus)
+
+
+class ProviderClient:
+    """Client for the provider's API: proxy accounts, usage, packages, extraction, locations,
+    static IPs.
+
+    ``app_key`` falls back to ``$PROXYPOOL_APP_KEY``; ``base_url`` (host plus the brand's path
+    prefix, e.g. ``https://api.proxylite.com/end-point``) to ``$PROXYPOOL_API_URL``.
+    ``static_base_url`` is where ``ip/get-static-ip`` lives: by default the base URL's origin
+    without the prefix, as the provider documents it. ``timeout`` is in seconds. GET calls are
+    retried ``retries`` times on connection errors and HTTP 5xx, sleeping ``backoff * 2**n``
+    seconds (``sleep`` is injectable); POST calls change the account and are never retried.
+    """
+
+    def __init__(
+        self,
+        app_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        retries: int = 2,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        static_base_url: str | None = None,
+        language: str | None = "en",
+    ) -> None:
+        key = app_key if app_key is not None else os.environ.get(APP_KEY_ENV)
+        if not key:
+            raise ConfigError(
+                f"no app_key: pass app_key= or set the environment variable {APP_KEY_ENV}",
+                field="app_key",
+            )
+        if not isinstance(key, str) or any(ch.isspace() or not ch.isprintable() for ch in key):
+            raise ConfigError(
+                "app_key must be a string without spaces or control characters", field="app_key"
+            )
+        url = base_url if base_url is not None else os.environ.get(API_URL_ENV)
+        if not url:
+            raise ConfigError(
+                f"no API URL: pass base_url= or set the environment variable {API_URL_ENV} "
+                "(host and prefix, e.g. https://api.example.com/openapi)",
+                field="base_url",
+            )
+        self._app_key = key
+        self.base_url = _check_base_url(url, "base_url")
+        origin = urlsplit(self.base_url)
+        self.static_base_url = (
+            _check_base_url(static_base_url, "static_base_url")
+            if static_base_url is not None
+            else f"{origin.scheme}://{origin.netloc}"
+        )
+        self.timeout = check_float(timeout, "timeout", min=0.001)
+        self.retries = check_int(retries, "retries", min=0, max=10)
+        self.backoff = check_float(backoff, "backoff", min=0.0)
+        self.language = language
+        self._sleep = sleep
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+
+    def __repr__(self) -> str:
+        return f"ProviderClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session if the client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> ProviderClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- proxy accounts ---------------------------------------------------------------------------
+
+    def list_accounts(self) -> list[Account]:
+        """All proxy accounts (``whitelist-account/list``)."""
+        data = self._get("whitelist-account/list")
+        return [_parse_account(item) for item in _items(data, "account")]
+
+    def add_accounts(
+        self,
+        credentials: Mapping[str, str],
+        *,
+        product_type: ProductType | int = ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
+        remark: str = "",
+    ) -> None:
+        """Add proxy accounts, ``{username: password}``, in one batch."""
+        if not isinstance(credentials, Mapping) or not credentials:
+            raise ConfigError(
+                "credentials must be a non-empty mapping of username to password",
+                field="credentials",
+            )
+        pairs = [
+            f"{check_alnum(user, 'username')}:{check_alnum(password, 'password')}"
+            for user, password in credentials.items()
+        ]
+        body = {
+            "accounts": ",".join(pairs),
+            "remark": check_remark(remark),
+            "product_type": int(check_enum(product_type, ProductType, "product_type")),
+        }
+        self._post("whitelist-account/add", body)
+
+    def delete_accounts(self, usernames: str | Iterable[str]) -> None:
+        """Delete accounts. Irreversible; takes about 5 minutes, billing may continue meanwhile."""
+        self._post("whitelist-account/delete", {"accounts": _joined(usernames)})
+
+    def disable_accounts(self, usernames: str | Iterable[str]) -> None:
+        """Disable accounts. Takes about 5 minutes to apply."""
+        self._post("whitelist-account/disable", {"accounts": _joined(usernames)})
+
+    def enable_accounts(self, usernames: str | Iterable[str]) -> None:
+        """Enable accounts."""
+        self._post("whitelist-account/enable", {"accounts": _joined(usernames)})
+
+    def change_password(self, username: str, password: str) -> None:
+        """Set a new password; the old one keeps working for about 5 minutes."""
+        body = {
+            "account": check_alnum(username, "username"),
+            "password": check_alnum(password, "password"),
+        }
+        self._post("whitelist-account/change-password", body)
+
+    def change_remark(self, username: str, remark: str) -> None:
+        """Set an account's remark (at most 64 Latin or 32 CJK characters)."""
+        body = {"account": check_alnum(username, "username"), "remark": check_remark(remark)}
+        self._post("whitelist-account/change-remark", body)
+
+    def change_limit(self, username: str, limit_gb: int) -> None:
+        """Set an account's traffic cap in GB (0 = unlimited, at most 102400). Usage statistics
+        lag up to 5 minutes, so real use may pass the cap."""
+        body = {
+            "account": check_alnum(username, "username"),
+            "limit": check_int(limit_gb, "limit_gb", min=0, max=102400),
+        }
+        self._post("whitelist-account/change-limit", body)
+
+    # -- usage and packages -----------------------------------------------------------------------
+
+    def daily_usage(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        username: str | None = None,
+        product_type: ProductType | int | None = None,
+    ) -> list[DailyUsage]:
+        """Traffic per day in KB (``user-usage-flow/total``). The provider defaults to the last
+        7 days; its logs lag up to 5 minutes."""
+        params: dict[str, Any] = {}
+        if start is not None:
+            params["start_time"] = check_time(start, "start")
+        if end is not None:
+            params["end_time"] = check_time(end, "end")
+        if (
+            "start_time" in params
+            and "end_time" in params
+            and (params["start_time"] > params["end_time"])
+        ):
+            raise ConfigError("start must not be after end", field="start")
+        if username is not None:
+            params["username"] = check_alnum(username, "username")
+        if product_type is not None:
+            params["product_type"] = int(check_enum(product_type, ProductType, "product_type"))
+        data = self._get("user-usage-flow/total", params)
+        return [_parse_usage(item) for item in _items(data, "usage")]
+
+    def list_products(
+        self,
+        *,
+        trade_no: str | None = None,
+        page: int = 1,
+        size: int = 20,
+        product_type: ProductType | int | None = None,
+    ) -> ProductPage:
+        """One page of purchased packages (``user-product/list``)."""
+        params = self._product_params(trade_no, size, product_type)
+        params["page"] = check_int(page, "page", min=1)
+        data = self._get("user-product/list", params)
+        return _parse_product_page(data)
+
+    def iter_products(
+        self,
+        *,
+        trade_no: str | None = None,
+        size: int = 20,
+        product_type: ProductType | int | None = None,
+    ) -> Iterator[Product]:
+        """Every purchased package, walking all pages."""
+        params = self._product_params(trade_no, size, product_type)
+        page = 1
+        while True:
+            result = _parse_product_page(self._get("user-product/list", {**params, "page": page}))
+            yield from result.items
+            if not result.items or page >= result.total_page:
+                return
+            page += 1
+
+    @staticmethod
+    def _product_params(
+        trade_no: str | None, size: int, product_type: ProductType | int | None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"size": check_int(size, "size", min=1, max=1000)}
+        if trade_no is not None:
+            params["trade_no"] = check_text(trade_no, "trade_no", max_len=64)
+        if product_type is not None:
+            params["product_type"] = int(check_enum(product_type, ProductType, "product_type"))
+        return params
+
+    # -- extraction and locations -----------------------------------------------------------------
+
+    def extract(
+        self,
+        geo: Geo | str | Mapping[str, Any] | None = None,
+        *,
+        num: int = 10,
+        life: int = 10,
+        ep: str | None = None,
+    ) -> list[Proxy]:
+        """Buy ``num`` IPs (1-500) for ``geo``, each kept for ``life`` minutes (``ip/v3``).
+
+        Every extracted IP costs money or quota. The returned proxies carry ``geo`` and
+        authenticate by the caller's whitelisted IP (no credentials).
+        """
+        where = Geo.coerce(geo)
+        params: dict[str, Any] = {
+            "num": check_int(num, "num", min=1, max=500),
+            "life": check_int(life, "life", min=1, max=7 * 24 * 60),
+            "format": "json",
+        }
+        if where.country:
+            params["cc"] = where.country
+        if where.state:
+            params["state"] = where.state
+        if where.city:
+            params["city"] = where.city
+        if ep is not None:
+            if not isinstance(ep, str) or not ep.isascii() or not ep.isalpha() or len(ep) > 8:
+                raise ConfigError(
+                    "ep must be a short proxy-network code of letters, e.g. 'us', 'hk', 'de'",
+                    field="ep",
+                )
+            params["ep"] = ep.lower()
+        data = self._get("ip/v3", params)
+        return [Proxy(host, port, geo=where) for host, port in _parse_addresses(data, "extraction")]
+
+    def list_city_catalog(self) -> list[CountryLocations]:
+        """Every country with its cities (``ip/dynamic-citys``)."""
+        return [_parse_country(c) for c in _items(self._get("ip/dynamic-citys"), "city list")]
+
+    def list_state_catalog(self) -> list[CountryLocations]:
+        """Every country with its states (``ip/dynamic-states``)."""
+        return [_parse_country(c) for c in _items(self._get("ip/dynamic-states"), "state list")]
+
+    def search_states(self, country_code: str) -> list[str]:
+        """State tokens of one country (``ip/dynamic-states/search``)."""
+        params = {"country_code": _country(country_code)}
+        data = self._get("ip/dynamic-states/search", params)
+        return _names(_items(data, "state search"), "state")
+
+    def search_cities(self, country_code: str, state: str) -> list[str]:
+        """City tokens of one state (``ip/dynamic-citys/search``)."""
+        geo = Geo(_country(country_code), state)
+        if geo.state is None:
+            raise ConfigError("state must not be empty", field="state")
+        params = {"country_code": geo.country, "state": geo.state}
+        data = self._get("ip/dynamic-citys/search", params)
+        return _names(_items(data, "city search"), "city")
+
+    # -- static IPs -------------------------------------------------------------------------------
+
+    def list_static_ips(
+        self,
+        *,
+        country_code: str | None = None,
+        product_type: ProductType | int | None = None,
+        trade_no: str | None = None,
+        status: StaticIpStatus | int | None = None,
+        page: int = 1,
+        size: int = 20,
+    ) -> StaticIpPage:
+        """Static IPs (``ip/get-static-ip``, served without the path prefix)."""
+        params: dict[str, Any] = {
+            "page": check_int(page, "page", min=1),
+            "size": check_int(size, "size", min=1, max=1000),
+        }
+        if country_code is not None:
+            params["country_code"] = _country(country_code)
+        if product_type is not None:
+            kind = check_enum(product_type, ProductType, "product_type")
+            if kind not in (ProductType.STATIC_DATACENTER_IP, ProductType.STATIC_RESIDENTIAL_IP):
+                raise ConfigError(
+                    "product_type for static IPs must be 14 (STATIC_DATACENTER_IP) or "
+                    f"25 (STATIC_RESIDENTIAL_IP); got {int(kind)}",
+                    field="product_type",
+                )
+            params["product_type"] = int(kind)
+        if trade_no is not None:
+            params["trade_no"] = check_text(trade_no, "trade_no", max_len=64)
+        if status is not None:
+            params["status"] = int(check_enum(status, StaticIpStatus, "status"))
+        data = self._get("ip/get-static-ip", params, base=self.static_base_url)
+        return _parse_static_page(data)
+
+    # -- transport --------------------------------------------------------------------------------
+
+    def _get(
+        self, path: str, params: Mapping[str, Any] | None = None, *, base: str | None = None
+    ) -> Any:
+        query: dict[str, Any] = {"app_key": self._app_key, **(params or {})}
+        if self.language:
+            query["language"] = self.language
+        url = f"{base or self.base_url}/{path}"
+        attempt = 0
+        while True:
+            try:
+                return self._send("GET", url, path, params=query)
+            except (ApiConnectionError, ApiError, ApiResponseError) as exc:
+                if attempt >= self.retries or not _retryable(exc):
+                    raise
+                delay = self.backoff * (2**attempt)
+                logger.info(
+                    "GET %s failed (%s); retry %d/%d in %.2f s",
+                    path,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self.retries,
+                    delay,
+                )
+                attempt += 1
+                self._sleep(delay)
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        payload: dict[str, Any] = {"app_key": self._app_key, **body}
+        if self.language:
+            payload["language"] = self.language
+        return self._send("POST", f"{self.base_url}/{path}", path, json_body=payload)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        started = time.monotonic()
+        failure: ProviderError | None = None
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+            body = response.content
+        except requests.Timeout:
+            failure = ApiConnectionError(
+                f"{method} {path}: the provider did not answer within {self.timeout:g} s"
+            )
+        except (requests.ConnectionError, requests.exceptions.InvalidURL) as exc:
+            failure = ApiConnectionError(
+                f"{method} {path}: could not reach the provider: {self._scrub(str(exc))}"
+            )
+        except requests.RequestException as exc:
+            failure = ApiResponseError(
+                f"{method} {path}: unreadable answer: {self._scrub(str(exc))}"
+            )
+        if failure is not None:
+            # Raised outside the except block on purpose: the requests exception's text (and its
+            # own causes) hold the full URL with the key, so it must not ride along as __context__.
+            raise failure
+        logger.debug(
+            "%s %s -> HTTP %d (%d bytes, %.0f ms)",
+            method,
+            path,
+            response.status_code,
+            len(body),
+            (time.monotonic() - started) * 1000,
+        )
+        return self._unwrap(method, path, response.status_code, response.headers, body)
+
+    def _unwrap(
+        self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Any:
+        """The envelope's ``data``, or the right exception for what came back."""
+        where = f"{method} {path}"
+        if 300 <= status < 400:
+            target = self._scrub(headers.get("Location", "?"))
+            raise ApiResponseError(
+                f"{where}: redirected (HTTP {status}) to {target}; check PROXYPOOL_API_URL",
+                http_status=status,
+            )
+        try:
+            envelope = json.loads(body) if body.strip() else None
+        except (ValueError, RecursionError):
+            envelope = None
+        if not isinstance(envelope, dict) or "code" not in envelope:
+            excerpt = self._excerpt(body)
+            if status >= 400:
+                raise ApiError(f"{where}: {excerpt or 'empty body'}", http_status=status)
+            what = "an empty body" if not body.strip() else "no JSON envelope"
+            raise ApiResponseError(
+                f"{where}: {what} (HTTP {status}): {excerpt}".rstrip(": "), http_status=status
+            )
+        code = _envelope_code(envelope.get("code"))
+        message = envelope.get("msg")
+        if not isinstance(message, str) or not message:
+            message = envelope.get("message")
+        text = self._scrub(str(message))[:_EXCERPT] if message else ""
+        if code is None:
+            raise ApiResponseError(
+                f"{where}: the envelope's code is not a number (HTTP {status})", http_status=status
+            )
+        if code in SUCCESS_CODES and status < 400:
+            return envelope.get("data")
+        error_type = {3: InvalidAppKey, 156: RealNameRequired}.get(code, ApiError)
+        if error_type is InvalidAppKey:
+            text = text or "the app_key is invalid or has expired"
+            text += f" (set a valid key in {APP_KEY_ENV})"
+        elif error_type is RealNameRequired:
+            text = text or "the account has not passed real-name verification"
+        raise error_type(f"{where}: {text or 'no message'}", code=code, http_status=status)
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, (self._app_key,))
+
+    def _excerpt(self, body: bytes) -> str:
+        text = body[: _EXCERPT * 4].decode("utf-8", "replace")
+        return self._scrub(" ".join(text.split()))[:_EXCERPT]
+
+
+# -- helpers: request side ------------------------------------------------------------------------
+
+
+def _check_base_url(url: object, field: str) -> str:
+    if not isinstance(url, str):
+        raise ConfigError(f"{field} must be a string URL", field=field)
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{field} must be an http(s) URL with a host, e.g. https://api.example.com/openapi",
+            field=field,
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"{field} must not carry credentials, a query or a fragment", field=field)
+    return url.strip().rstrip("/")
+
+
+def _joined(usernames: str | Iterable[str]) -> str:
+    if not isinstance(usernames, str | Iterable):
+        raise ConfigError("usernames must be a name or a list of names", field="usernames")
+    return ",".join(check_names(usernames, "usernames"))
+
+
+def _country(value: object) -> str:
+    geo = Geo(country=value) if isinstance(value, str) else None
+    if geo is None or geo.country is None:
+        raise ConfigError(
+            "country_code must be an ISO 3166 alpha-2 code such as 'US'", field="country_code"
+        )
+    return geo.country
+
+
+def _retryable(exc: ProviderError) -> bool:
+    if isinstance(exc, ApiConnectionError):
+        return True
+    status = getattr(exc, "http_status", None)
+    return status is not None and status >= 500
+
+
+def _envelope_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+# -- helpers: parsing -----------------------------------------------------------------------------
+# Each raises ApiResponseError on a shape it cannot use, so no KeyError/TypeError leaves the client.
+
+
+def _bad(what: str, detail: str) -> ApiResponseError:
+    return ApiResponseError(f"unexpected {what} from the provider: {detail}")
+
+
+def _items(data: Any, what: str) -> list[Any]:
+    """The ``list`` of a ``{"list": [...]}`` data object (a bare list or null is tolerated)."""
+    if data is None:
+        return []
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        items = data.get("list")
+        if items is None:
+            return []
+        if isinstance(items, list):
+            return items
+    raise _bad(what, f"expected a list, got {type(data).__name__}")
+
+
+def _obj(item: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(item, dict):
+        raise _bad(what, f"expected an object, got {type(item).__name__}")
+    return item
+
+
+def _int(value: Any, what: str, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise _bad(what, "expected a number, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise _bad(what, f"expected a number, got {type(value).__name__}")
+
+
+def _req_int(value: Any, what: str, default: int = 0) -> int:
+    result = _int(value, what, default)
+    return default if result is None else result
+
+
+def _text(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _bad(what, f"expected text, got {type(value).__name__}")
+
+
+def _datetime(value: Any, what: str) -> datetime | None:
+    if value is None or value == "" or value == "0000-00-00 00:00:00":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _bad(what, "timestamp out of range") from None
+    if isinstance(value, str):
+        text = value.strip()
+        for parse in (lambda t: datetime.strptime(t, TIME_FORMAT), datetime.fromisoformat):
+            try:
+                return parse(text)
+            except ValueError:
+                continue
+    raise _bad(what, f"unreadable time {str(value)[:40]!r}")
+
+
+def _enum(value: Any, enum_type: type[E], what: str) -> E | int | None:
+    number = _int(value, what)
+    if number is None:
+        return None
+    try:
+        return enum_type(number)
+    except ValueError:
+        return number  # a type the provider added after this release: keep the number
+
+
+def _parse_account(raw: Any) -> Account:
+    item = _obj(raw, "account")
+    return Account(
+        id=_int(item.get("id"), "account id"),
+        username=_text(item.get("username"), "username"),
+        password=_text(item.get("password"), "password"),
+        created_at=_datetime(item.get("created_at"), "created_at"),
+        remark=_text(item.get("remark"), "remark"),
+        product_type=_enum(item.get("product_type"), ProductType, "product_type"),
+        usage_flow=_req_int(item.get("usage_flow"), "usage_flow"),
+        limit_flow=_req_int(item.get("limit_flow"), "limit_flow"),
+        status=_enum(item.get("status"), AccountStatus, "status"),
+    )
+
+
+def _parse_usage(raw: Any) -> DailyUsage:
+    item = _obj(raw, "usage entry")
+    day = item.get("day")
+    try:
+        parsed = date.fromisoformat(str(day).strip()[:10])
+    except ValueError:
+        raise _bad("usage entry", f"unreadable day {str(day)[:40]!r}") from None
+    return DailyUsage(day=parsed, flow=_req_int(item.get("flow"), "flow"))
+
+
+def _parse_product(raw: Any) -> Product:
+    item = _obj(raw, "package")
+    order_raw = item.get("order")
+    order = None
+    if order_raw is not None:
+        o = _obj(order_raw, "order")
+        order = Order(
+            created_at=_datetime(o.get("created_at"), "order created_at"),
+            pay_at=_datetime(o.get("pay_at"), "order pay_at"),
+            title=_text(o.get("title"), "order title"),
+        )
+    return Product(
+        id=_int(item.get("id"), "package id"),
+        created_at=_datetime(item.get("created_at"), "created_at"),
+        expired_at=_datetime(item.get("expired_at"), "expired_at"),
+        product_type=_enum(item.get("product_type"), ProductType, "product_type"),
+        trade_no=_text(item.get("trade_no"), "trade_no"),
+        order=order,
+    )
+
+
+def _parse_product_page(data: Any) -> ProductPage:
+    page = _obj(data if data is not None else {}, "package page")
+    items = tuple(_parse_product(p) for p in _items(page, "package list"))
+    return ProductPage(
+        items=items,
+        page=_req_int(page.get("page"), "page", 1),
+        page_size=_req_int(page.get("page_size"), "page_size", len(items)),
+        total_count=_req_int(page.get("total_count"), "total_count", len(items)),
+        total_page=_req_int(page.get("total_page"), "total_page", 1),
+    )
+
+
+def _parse_country(raw: Any) -> CountryLocations:
+    item = _obj(raw, "location list entry")
+    code = _text(item.get("country_code"), "country_code").upper()
+    if not code:
+        raise _bad("location list entry", "a country without country_code")
+    locations = []
+    for sub in item.get("items") or []:
+        loc = _obj(sub, "location item")
+        locations.append(
+            LocationItem(
+                country_code=_text(loc.get("country_code"), "country_code").upper() or code,
+                state=_text(loc.get("state"), "state") or None,
+                city=_text(loc.get("city"), "city") or None,
+                continent_code=_text(loc.get("continent_code"), "continent_code") or None,
+            )
+        )
+    return CountryLocations(
+        country_code=code,
+        name_en=_text(item.get("name_en"), "name_en"),
+        name_zh_cn=_text(item.get("name_zh_cn"), "name_zh_cn"),
+        continent_code=_text(item.get("continent_code"), "continent_code") or None,
+        items=tuple(locations),
+    )
+
+
+def _names(items: list[Any], key: str) -> list[str]:
+    names = []
+    for item in items:
+        value = item.get(key) if isinstance(item, dict) else item
+        if not isinstance(value, str):
+            raise _bad(f"{key} search", f"expected names, got {type(value).__name__}")
+        names.append(value)
+    return names
+
+
+def _flatten(value: Any, what: str, depth: int = 0) -> Iterator[Any]:
+    if depth > _MAX_NESTING:
+        raise _bad(what, "list nested too deeply")
+    if isinstance(value, list):
+        for item in value:
+            yield from _flatten(item, what, depth + 1)
+    else:
+        yield value
+
+
+def _address(item: Any, what: str) -> tuple[str, int]:
+    """``"ip:port"`` or ``{"ip": ..., "port": ...}`` -> (host, port)."""
+    if isinstance(item, str):
+        host, sep, port_text = item.strip().rpartition(":")
+        port = _int(port_text, what) if sep else None
+    elif isinstance(item, dict):
+        host = _text(item.get("ip", item.get("host")), what)
+        port = _int(item.get("port"), what)
+    else:
+        raise _bad(what, f"expected 'ip:port', got {type(item).__name__}")
+    host = host.strip().strip("[]")
+    if not host or port is None or not 0 < port < 65536 or any(c.isspace() for c in host):
+        raise _bad(what, f"not an ip:port address: {str(item)[:60]!r}")
+    return host, port
+
+
+def _parse_addresses(data: Any, what: str) -> list[tuple[str, int]]:
+    return [_address(item, what) for item in _flatten(_items(data, what), what)]
+
+
+def _parse_static_ip(raw: Any) -> StaticIp:
+    if isinstance(raw, str):
+        host, port = _address(raw, "static IP")
+        return StaticIp(raw={"address": raw}, ip=host, port=port)
+    item = _obj(raw, "static IP")
+    return StaticIp(
+        raw=dict(item),
+        ip=_text(item.get("ip", item.get("host")), "static IP ip") or None,
+        port=_int(item.get("port"), "static IP port"),
+        country_code=_text(item.get("country_code"), "country_code") or None,
+        product_type=_enum(item.get("product_type"), ProductType, "product_type"),
+        status=_enum(item.get("status"), StaticIpStatus, "status"),
+        trade_no=_text(item.get("trade_no"), "trade_no") or None,
+        expired_at=_datetime(item.get("expired_at"), "expired_at"),
+    )
+
+
+def _parse_static_page(data: Any) -> StaticIpPage:
+    items = tuple(_parse_static_ip(item) for item in _items(data, "static IP list"))
+    page = total = None
+    if isinstance(data, dict):
+        page = _int(data.get("page"), "page")
+        total = _int(data.get("total_count", data.get("total")), "total_count")
+    return StaticIpPage(items=items, raw=data, page=page, total_count=total)

@@ -1,0 +1,1 @@
+"""An embedded provider simulator, local forward proxies and a target site (demo and tests)."""
