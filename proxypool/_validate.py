@@ -7,6 +7,7 @@ allowed. None of them touches the network.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
@@ -112,7 +113,8 @@ def check_text(value: object, field: str, *, max_len: int = 256, allow_empty: bo
 
 def check_remark(value: object, field: str = "remark") -> str:
     """A remark: at most 64 Latin or 32 CJK characters (a wide character counts twice)."""
-    text = check_text(value, field, max_len=64, allow_empty=True)
+    # No length cap here: the width check below states the real rule in its message.
+    text = check_text(value, field, max_len=sys.maxsize, allow_empty=True)
     width = sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
     if width > 64:
         raise ConfigError(

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
 
@@ -35,6 +37,7 @@ from ._validate import (
     check_time,
 )
 from .errors import (
+    AccountError,
     ApiConnectionError,
     ApiError,
     ApiResponseError,
@@ -72,6 +75,11 @@ _EXCERPT = 200
 _MAX_NESTING = 16
 
 E = TypeVar("E", bound=ProductType | AccountStatus | StaticIpStatus)
+T = TypeVar("T")
+# Whole numbers as the provider may send them in text: ASCII digits only ("²".isdigit() is
+# True, yet int("²") fails), at most 30 of them (ids and byte counts, not arbitrary integers).
+_INT_TEXT_RE = re.compile(r"^[+-]?[0-9]{1,30}$")
+_COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 
 
 class ProviderClient:
@@ -150,8 +158,7 @@ class ProviderClient:
 
     def list_accounts(self) -> list[Account]:
         """All proxy accounts (``whitelist-account/list``)."""
-        data = self._get("whitelist-account/list")
-        return [_parse_account(item) for item in _items(data, "account")]
+        return self._get("whitelist-account/list", None, _parse_accounts)
 
     def add_accounts(
         self,
@@ -238,8 +245,7 @@ class ProviderClient:
             params["username"] = check_alnum(username, "username")
         if product_type is not None:
             params["product_type"] = int(check_enum(product_type, ProductType, "product_type"))
-        data = self._get("user-usage-flow/total", params)
-        return [_parse_usage(item) for item in _items(data, "usage")]
+        return self._get("user-usage-flow/total", params, _parse_usages)
 
     def list_products(
         self,
@@ -252,8 +258,7 @@ class ProviderClient:
         """One page of purchased packages (``user-product/list``)."""
         params = self._product_params(trade_no, size, product_type)
         params["page"] = check_int(page, "page", min=1)
-        data = self._get("user-product/list", params)
-        return _parse_product_page(data)
+        return self._get("user-product/list", params, _parse_product_page)
 
     def iter_products(
         self,
@@ -262,14 +267,31 @@ class ProviderClient:
         size: int = 20,
         product_type: ProductType | int | None = None,
     ) -> Iterator[Product]:
-        """Every purchased package, walking all pages."""
+        """Every purchased package, walking all pages (one request per page, made lazily as the
+        iterator is consumed). Arguments are checked at the call, before any request."""
         params = self._product_params(trade_no, size, product_type)
+        return self._walk_products(params)
+
+    def _walk_products(self, params: dict[str, Any]) -> Iterator[Product]:
         page = 1
+        previous: tuple[Product, ...] = ()
         while True:
-            result = _parse_product_page(self._get("user-product/list", {**params, "page": page}))
+            query = {**params, "page": page}
+            result = self._get("user-product/list", query, _parse_product_page)
+            if result.items and result.items == previous:
+                # A provider that ignores ``page`` would otherwise be walked total_page times.
+                raise ApiResponseError(
+                    f"GET user-product/list: page {page} repeats page {page - 1}; "
+                    "the provider ignores the page parameter"
+                )
             yield from result.items
-            if not result.items or page >= result.total_page:
+            if (
+                not result.items
+                or len(result.items) < result.page_size
+                or page >= result.total_page
+            ):
                 return
+            previous = result.items
             page += 1
 
     @staticmethod
@@ -301,7 +323,7 @@ class ProviderClient:
         where = Geo.coerce(geo)
         params: dict[str, Any] = {
             "num": check_int(num, "num", min=1, max=500),
-            "life": check_int(life, "life", min=1, max=7 * 24 * 60),
+            "life": check_int(life, "life", min=1, max=7200),
             "format": "json",
         }
         if where.country:
@@ -317,22 +339,21 @@ class ProviderClient:
                     field="ep",
                 )
             params["ep"] = ep.lower()
-        data = self._get("ip/v3", params)
-        return [Proxy(host, port, geo=where) for host, port in _parse_addresses(data, "extraction")]
+        addresses = self._get("ip/v3", params, _parse_addresses)
+        return [Proxy(host, port, geo=where) for host, port in addresses]
 
     def list_city_catalog(self) -> list[CountryLocations]:
         """Every country with its cities (``ip/dynamic-citys``)."""
-        return [_parse_country(c) for c in _items(self._get("ip/dynamic-citys"), "city list")]
+        return self._get("ip/dynamic-citys", None, _parse_countries)
 
     def list_state_catalog(self) -> list[CountryLocations]:
         """Every country with its states (``ip/dynamic-states``)."""
-        return [_parse_country(c) for c in _items(self._get("ip/dynamic-states"), "state list")]
+        return self._get("ip/dynamic-states", None, _parse_countries)
 
     def search_states(self, country_code: str) -> list[str]:
         """State tokens of one country (``ip/dynamic-states/search``)."""
         params = {"country_code": _country(country_code)}
-        data = self._get("ip/dynamic-states/search", params)
-        return _names(_items(data, "state search"), "state")
+        return self._get("ip/dynamic-states/search", params, _state_names)
 
     def search_cities(self, country_code: str, state: str) -> list[str]:
         """City tokens of one state (``ip/dynamic-citys/search``)."""
@@ -340,8 +361,7 @@ class ProviderClient:
         if geo.state is None:
             raise ConfigError("state must not be empty", field="state")
         params = {"country_code": geo.country, "state": geo.state}
-        data = self._get("ip/dynamic-citys/search", params)
-        return _names(_items(data, "city search"), "city")
+        return self._get("ip/dynamic-citys/search", params, _city_names)
 
     # -- static IPs -------------------------------------------------------------------------------
 
@@ -375,14 +395,18 @@ class ProviderClient:
             params["trade_no"] = check_text(trade_no, "trade_no", max_len=64)
         if status is not None:
             params["status"] = int(check_enum(status, StaticIpStatus, "status"))
-        data = self._get("ip/get-static-ip", params, base=self.static_base_url)
-        return _parse_static_page(data)
+        return self._get("ip/get-static-ip", params, _parse_static_page, base=self.static_base_url)
 
     # -- transport --------------------------------------------------------------------------------
 
     def _get(
-        self, path: str, params: Mapping[str, Any] | None = None, *, base: str | None = None
-    ) -> Any:
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        parse: Callable[[Any], T],
+        *,
+        base: str | None = None,
+    ) -> T:
         query: dict[str, Any] = {"app_key": self._app_key, **(params or {})}
         if self.language:
             query["language"] = self.language
@@ -390,7 +414,7 @@ class ProviderClient:
         attempt = 0
         while True:
             try:
-                return self._send("GET", url, path, params=query)
+                return self._send("GET", url, path, parse, params=query)
             except (ApiConnectionError, ApiError, ApiResponseError) as exc:
                 if attempt >= self.retries or not _retryable(exc):
                     raise
@@ -406,21 +430,22 @@ class ProviderClient:
                 attempt += 1
                 self._sleep(delay)
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+    def _post(self, path: str, body: Mapping[str, Any]) -> None:
         payload: dict[str, Any] = {"app_key": self._app_key, **body}
         if self.language:
             payload["language"] = self.language
-        return self._send("POST", f"{self.base_url}/{path}", path, json_body=payload)
+        self._send("POST", f"{self.base_url}/{path}", path, _ignore, json_body=payload)
 
     def _send(
         self,
         method: str,
         url: str,
         path: str,
+        parse: Callable[[Any], T],
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> T:
         started = time.monotonic()
         failure: ProviderError | None = None
         try:
@@ -457,7 +482,16 @@ class ProviderClient:
             len(body),
             (time.monotonic() - started) * 1000,
         )
-        return self._unwrap(method, path, response.status_code, response.headers, body)
+        data = self._unwrap(method, path, response.status_code, response.headers, body)
+        try:
+            return parse(data)
+        except ApiResponseError as exc:
+            # The parsers quote the odd value they met, which may echo the key: scrub it, and
+            # raise outside the except block so the unscrubbed original is not chained.
+            failure = ApiResponseError(
+                f"{method} {path}: {self._scrub(str(exc))}", http_status=response.status_code
+            )
+        raise failure
 
     def _unwrap(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
@@ -483,10 +517,7 @@ class ProviderClient:
                 f"{where}: {what} (HTTP {status}): {excerpt}".rstrip(": "), http_status=status
             )
         code = _envelope_code(envelope.get("code"))
-        message = envelope.get("msg")
-        if not isinstance(message, str) or not message:
-            message = envelope.get("message")
-        text = self._scrub(str(message))[:_EXCERPT] if message else ""
+        text = self._scrub(_message(envelope))[:_EXCERPT]
         if code is None:
             raise ApiResponseError(
                 f"{where}: the envelope's code is not a number (HTTP {status})", http_status=status
@@ -502,7 +533,9 @@ class ProviderClient:
         raise error_type(f"{where}: {text or 'no message'}", code=code, http_status=status)
 
     def _scrub(self, text: str) -> str:
-        return redact(text, (self._app_key,))
+        # The key as given and as it appears percent-encoded in a URL.
+        key = self._app_key
+        return redact(text, (key, quote(key, safe=""), quote_plus(key)))
 
     def _excerpt(self, body: bytes) -> str:
         text = body[: _EXCERPT * 4].decode("utf-8", "replace")
@@ -533,17 +566,18 @@ def _joined(usernames: str | Iterable[str]) -> str:
 
 
 def _country(value: object) -> str:
-    geo = Geo(country=value) if isinstance(value, str) else None
-    if geo is None or geo.country is None:
+    if not isinstance(value, str) or not _COUNTRY_RE.match(value.strip()):
         raise ConfigError(
             "country_code must be an ISO 3166 alpha-2 code such as 'US'", field="country_code"
         )
-    return geo.country
+    return value.strip().upper()
 
 
 def _retryable(exc: ProviderError) -> bool:
     if isinstance(exc, ApiConnectionError):
         return True
+    if isinstance(exc, AccountError):
+        return False  # a bad key or an unverified account stays so, whatever the HTTP status
     status = getattr(exc, "http_status", None)
     return status is not None and status >= 500
 
@@ -553,9 +587,32 @@ def _envelope_code(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return _int_text(value)
     return None
+
+
+def _int_text(text: str) -> int | None:
+    """A whole number written in ASCII digits, or None."""
+    text = text.strip()
+    return int(text) if _INT_TEXT_RE.match(text) else None
+
+
+def _message(envelope: Mapping[str, Any]) -> str:
+    """The envelope's message: ``msg`` or, on some deployments, ``message``."""
+    for key in ("msg", "message"):
+        value = envelope.get(key)
+        if isinstance(value, str) and value:
+            return value
+    for key in ("msg", "message"):
+        value = envelope.get(key)
+        if value not in (None, "", [], {}):
+            return json.dumps(value, ensure_ascii=False, default=str)
+    return ""
+
+
+def _ignore(data: Any) -> None:
+    """The parser of write calls: their ``data`` is null."""
 
 
 # -- helpers: parsing -----------------------------------------------------------------------------
@@ -596,8 +653,10 @@ def _int(value: Any, what: str, default: int | None = None) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        number = _int_text(value)
+        if number is not None:
+            return number
     raise _bad(what, f"expected a number, got {type(value).__name__}")
 
 
@@ -644,6 +703,10 @@ def _enum(value: Any, enum_type: type[E], what: str) -> E | int | None:
         return number  # a type the provider added after this release: keep the number
 
 
+def _parse_accounts(data: Any) -> list[Account]:
+    return [_parse_account(item) for item in _items(data, "account list")]
+
+
 def _parse_account(raw: Any) -> Account:
     item = _obj(raw, "account")
     return Account(
@@ -657,6 +720,10 @@ def _parse_account(raw: Any) -> Account:
         limit_flow=_req_int(item.get("limit_flow"), "limit_flow"),
         status=_enum(item.get("status"), AccountStatus, "status"),
     )
+
+
+def _parse_usages(data: Any) -> list[DailyUsage]:
+    return [_parse_usage(item) for item in _items(data, "usage list")]
 
 
 def _parse_usage(raw: Any) -> DailyUsage:
@@ -693,13 +760,21 @@ def _parse_product(raw: Any) -> Product:
 def _parse_product_page(data: Any) -> ProductPage:
     page = _obj(data if data is not None else {}, "package page")
     items = tuple(_parse_product(p) for p in _items(page, "package list"))
+    page_size = _req_int(page.get("page_size"), "page_size", len(items))
+    total_count = _req_int(page.get("total_count"), "total_count", len(items))
+    # Without total_page, derive it from the count so iter_products still walks every page.
+    pages = math.ceil(total_count / page_size) if page_size > 0 else 1
     return ProductPage(
         items=items,
         page=_req_int(page.get("page"), "page", 1),
-        page_size=_req_int(page.get("page_size"), "page_size", len(items)),
-        total_count=_req_int(page.get("total_count"), "total_count", len(items)),
-        total_page=_req_int(page.get("total_page"), "total_page", 1),
+        page_size=page_size,
+        total_count=total_count,
+        total_page=_req_int(page.get("total_page"), "total_page", max(pages, 1)),
     )
+
+
+def _parse_countries(data: Any) -> list[CountryLocations]:
+    return [_parse_country(item) for item in _items(data, "location list")]
 
 
 def _parse_country(raw: Any) -> CountryLocations:
@@ -707,8 +782,11 @@ def _parse_country(raw: Any) -> CountryLocations:
     code = _text(item.get("country_code"), "country_code").upper()
     if not code:
         raise _bad("location list entry", "a country without country_code")
+    subs = item.get("items")
+    if subs is not None and not isinstance(subs, list):
+        raise _bad("location list entry", f"items must be a list, got {type(subs).__name__}")
     locations = []
-    for sub in item.get("items") or []:
+    for sub in subs or []:
         loc = _obj(sub, "location item")
         locations.append(
             LocationItem(
@@ -725,6 +803,14 @@ def _parse_country(raw: Any) -> CountryLocations:
         continent_code=_text(item.get("continent_code"), "continent_code") or None,
         items=tuple(locations),
     )
+
+
+def _state_names(data: Any) -> list[str]:
+    return _names(_items(data, "state search"), "state")
+
+
+def _city_names(data: Any) -> list[str]:
+    return _names(_items(data, "city search"), "city")
 
 
 def _names(items: list[Any], key: str) -> list[str]:
@@ -763,7 +849,8 @@ def _address(item: Any, what: str) -> tuple[str, int]:
     return host, port
 
 
-def _parse_addresses(data: Any, what: str) -> list[tuple[str, int]]:
+def _parse_addresses(data: Any) -> list[tuple[str, int]]:
+    what = "extraction"
     return [_address(item, what) for item in _flatten(_items(data, what), what)]
 
 

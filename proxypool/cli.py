@@ -1,0 +1,908 @@
+"""The ``proxypool`` command: the provider account, usage, packages, extraction and locations
+from a terminal (also ``python -m proxypool``).
+
+A thin layer over ``ProviderClient``: argparse for the command line, rich tables and a bar chart
+for people, ``--json`` on stdout for scripts. The app_key comes only from ``$PROXYPOOL_APP_KEY``
+(a flag would leak it into shell history and ``ps``) and is never printed.
+
+Exit codes: 0 ok, 1 API or pool error, 2 bad usage (argparse errors and ``ConfigError``),
+130 interrupted (Ctrl-C), 141 stdout closed early (``proxypool extract | head -1``).
+
+Startup is kept cheap so that ``proxypool --help`` answers at once: rich and the HTTP client are
+imported inside the command handlers, and nothing here ever imports Scrapy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from enum import IntEnum
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from ._redact import redact
+from ._validate import check_alnum
+from ._version import __version__
+from .errors import ConfigError, ProxyPoolError
+from .models import ProductType, StaticIpStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .api import ProviderClient
+    from .models import Account, CountryLocations, DailyUsage, Product, StaticIp
+
+__all__ = ["main"]
+
+PROG = "proxypool"
+APP_KEY_ENV = "PROXYPOOL_APP_KEY"
+API_URL_ENV = "PROXYPOOL_API_URL"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+
+PIPE_WIDTH = 200
+MAX_BAR_WIDTH = 60
+PASSWORD_MASK = "••••"  # fixed width: the mask must not reveal a password's length
+APPLY_DELAY_NOTE = "Takes about 5 minutes to apply."
+
+E = TypeVar("E", bound=IntEnum)
+Handler = Callable[[argparse.Namespace, "_Output"], int]
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits for --help/--version (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    out = _Output(as_json=args.json, stdout=sys.stdout, stderr=sys.stderr)
+    handler: Handler = args.handler
+    try:
+        return handler(args, out)
+    except ConfigError as exc:
+        out.error(f"error: {exc}")
+        return EXIT_USAGE
+    except ProxyPoolError as exc:
+        out.error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away. Point stdout at /dev/null so the interpreter's final flush does
+        # not print a second error, and stop quietly.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug: still one line, still redacted, never a traceback
+        out.error(f"internal error (please report it): {type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+class _Output:
+    """Where a command writes: JSON or rich text on stdout, notes and errors on stderr. Every
+    line that leaves goes through ``redact`` with the app_key, whatever produced it."""
+
+    def __init__(self, *, as_json: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.as_json = as_json
+        self.stdout = stdout
+        self.stderr = stderr
+        self._secrets = (os.environ.get(APP_KEY_ENV),)
+
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        console = Console(file=self.stdout, highlight=False, emoji=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped into grep or a file: rich would assume 80 columns and fold cells; a table
+            # only takes the width it needs, so a roomy limit keeps every row on one line.
+            console.width = PIPE_WIDTH
+        return console
+
+    def json(self, value: Any) -> None:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+        self.stdout.write(self._clean(text) + "\n")
+        self.stdout.flush()
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(self._clean(text) + "\n")
+        self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        """A remark for the person at the terminal: on stdout in human mode, on stderr in JSON
+        mode (so it never corrupts the JSON a script reads)."""
+        if self.as_json:
+            self.stderr.write(self._clean(text) + "\n")
+            self.stderr.flush()
+        else:
+            self.line(text)
+
+    def table(self, table: Table) -> None:
+        # rich renders into a string first so the redaction sees the final text.
+        with self.console.capture() as capture:
+            self.console.print(table)
+        self.stdout.write(self._clean(capture.get()))
+        self.stdout.flush()
+
+    def error(self, text: str) -> None:
+        one_line = " ".join(self._clean(text).split())
+        self.stderr.write(f"{PROG}: {one_line}\n")
+        self.stderr.flush()
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+
+# -- argument types -------------------------------------------------------------------------------
+
+
+def _enum_arg(enum_type: type[E], text: str) -> E:
+    token = text.strip()
+    if token.isdigit():
+        with contextlib.suppress(ValueError):
+            return enum_type(int(token))
+    else:
+        name = token.upper().replace("-", "_")
+        if name in enum_type.__members__:
+            return enum_type[name]
+    raise argparse.ArgumentTypeError(f"must be one of {_enum_choices(enum_type)}; got {text!r}")
+
+
+def _enum_choices(enum_type: type[IntEnum]) -> str:
+    return ", ".join(f"{m.value} ({_label(m)})" for m in enum_type)
+
+
+def _product_type_arg(text: str) -> ProductType:
+    return _enum_arg(ProductType, text)
+
+
+def _static_status_arg(text: str) -> StaticIpStatus:
+    return _enum_arg(StaticIpStatus, text)
+
+
+def _time_arg(text: str, day_time: time) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is not None:
+        raise argparse.ArgumentTypeError(
+            f"expected 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS' (the provider's local time, no UTC "
+            f"offset); got {text!r}"
+        )
+    if ":" not in text:  # a bare date: the whole day
+        value = datetime.combine(value.date(), day_time)
+    return value
+
+
+def _start_arg(text: str) -> datetime:
+    return _time_arg(text, time.min)
+
+
+def _end_arg(text: str) -> datetime:
+    return _time_arg(text, time(23, 59, 59))
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+_EPILOG = f"""\
+environment:
+  {APP_KEY_ENV}   the provider's app_key (required for every command but demo and
+                      --help; there is deliberately no flag for it)
+  {API_URL_ENV}   the API's base URL, host and prefix, e.g. https://api.example.com/openapi
+                      (--api-url overrides it)
+
+exit codes: 0 ok, 1 API or pool error, 2 bad usage, 130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the whole command line (no side effects; cheap to build)."""
+    # --json and --api-url are accepted before or after the command: the sub-parsers default to
+    # SUPPRESS so they only override what the top-level parser set when actually given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
+    common.add_argument(
+        "--api-url", metavar="URL", default=argparse.SUPPRESS, help=f"overrides ${API_URL_ENV}"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Manage the proxy provider's account and extract proxies.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        default=None,
+        help=f"the API's base URL, host and prefix (default: ${API_URL_ENV})",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Handler,
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    product_type_help = f"product type: {_enum_choices(ProductType)}"
+
+    # accounts
+    accounts = commands.add_parser(
+        "accounts", help="proxy accounts (username:password for the gateway)"
+    )
+    actions = accounts.add_subparsers(title="actions", metavar="ACTION", required=True)
+    sub = command(actions, "list", _cmd_accounts_list, "list the proxy accounts")
+    sub.add_argument("--show-passwords", action="store_true", help="show passwords in clear")
+    sub = command(actions, "add", _cmd_accounts_add, "add proxy accounts in one batch")
+    sub.add_argument(
+        "credentials",
+        nargs="+",
+        metavar="USER:PASS",
+        help="username and password, letters and digits only",
+    )
+    sub.add_argument("--remark", default="", help="at most 64 Latin or 32 CJK characters")
+    sub.add_argument(
+        "--product-type",
+        type=_product_type_arg,
+        default=ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
+        metavar="N",
+        help=f"{product_type_help} (default: 9)",
+    )
+    for name, handler, help_text in (
+        ("delete", _cmd_accounts_delete, "delete accounts (irreversible; ~5 minutes to apply)"),
+        ("enable", _cmd_accounts_enable, "enable accounts"),
+        ("disable", _cmd_accounts_disable, "disable accounts (~5 minutes to apply)"),
+    ):
+        sub = command(actions, name, handler, help_text)
+        sub.add_argument("usernames", nargs="+", metavar="USER")
+    sub = command(
+        actions,
+        "set-password",
+        _cmd_set_password,
+        "change an account's password (the old one works ~5 more minutes)",
+    )
+    sub.add_argument("username", metavar="USER")
+    sub.add_argument(
+        "password",
+        metavar="PASS",
+        help="the new password; '-' reads it from stdin (keeps it out of shell history)",
+    )
+    sub = command(actions, "set-remark", _cmd_set_remark, "change an account's remark")
+    sub.add_argument("username", metavar="USER")
+    sub.add_argument("remark", metavar="TEXT", help="at most 64 Latin or 32 CJK characters")
+    sub = command(actions, "set-limit", _cmd_set_limit, "change an account's traffic cap")
+    sub.add_argument("username", metavar="USER")
+    sub.add_argument(
+        "limit_gb", metavar="GB", type=int, help="traffic cap in GB, 0 = unlimited, max 102400"
+    )
+
+    # usage
+    sub = command(commands, "usage", _cmd_usage, "traffic per day, as a bar chart")
+    sub.add_argument(
+        "--start",
+        type=_start_arg,
+        metavar="T",
+        help="'YYYY-MM-DD[ HH:MM:SS]' (default: the provider's, 7 days ago)",
+    )
+    sub.add_argument(
+        "--end", type=_end_arg, metavar="T", help="'YYYY-MM-DD[ HH:MM:SS]' (default: now)"
+    )
+    sub.add_argument("--username", metavar="U", help="one account (default: all, summed)")
+    sub.add_argument("--product-type", type=_product_type_arg, metavar="N", help=product_type_help)
+
+    # products
+    sub = command(commands, "products", _cmd_products, "purchased packages (every page)")
+    sub.add_argument("--trade-no", metavar="T", help="one order number (exact match)")
+    sub.add_argument("--product-type", type=_product_type_arg, metavar="N", help=product_type_help)
+
+    # extract
+    sub = command(
+        commands, "extract", _cmd_extract, "extract proxy IPs (costs quota), one host:port a line"
+    )
+    sub.add_argument("--country", metavar="CC", help="ISO 3166 alpha-2 code, e.g. US")
+    sub.add_argument("--state", metavar="S", help="state token, see 'locations states CC'")
+    sub.add_argument("--city", metavar="C", help="city token, see 'locations cities CC STATE'")
+    sub.add_argument("--num", type=int, default=10, metavar="N", help="how many, 1-500 (10)")
+    sub.add_argument(
+        "--life", type=int, default=10, metavar="MIN", help="minutes each IP is kept (10)"
+    )
+    sub.add_argument("--ep", metavar="NET", help="proxy network (relay region), e.g. us, hk, de")
+
+    # locations
+    locations = commands.add_parser("locations", help="countries, states and cities for extract")
+    kinds = locations.add_subparsers(title="lists", metavar="LIST", required=True)
+    command(kinds, "countries", _cmd_countries, "countries with dynamic residential IPs")
+    sub = command(kinds, "states", _cmd_states, "the state tokens of a country")
+    sub.add_argument("country", metavar="CC")
+    sub = command(kinds, "cities", _cmd_cities, "the city tokens of a state")
+    sub.add_argument("country", metavar="CC")
+    sub.add_argument("state", metavar="STATE")
+
+    # static IPs
+    sub = command(commands, "static-ips", _cmd_static_ips, "static IPs of the account")
+    sub.add_argument("--country", metavar="CC", help="ISO 3166 alpha-2 code")
+    sub.add_argument(
+        "--product-type",
+        type=_product_type_arg,
+        metavar="N",
+        help="14 (static datacenter) or 25 (static residential)",
+    )
+    sub.add_argument(
+        "--status",
+        type=_static_status_arg,
+        metavar="N",
+        help=f"status: {_enum_choices(StaticIpStatus)}",
+    )
+    sub.add_argument("--trade-no", metavar="T", help="one order number")
+    sub.add_argument("--page", type=int, default=1, metavar="N", help="page number (1)")
+    sub.add_argument("--size", type=int, default=20, metavar="N", help="page size (20)")
+
+    # demo
+    sub = command(
+        commands, "demo", _cmd_demo, "run the embedded demo (no account, no network needed)"
+    )
+    sub.add_argument("--serve", action="store_true", help="keep the simulated provider running")
+    return parser
+
+
+# -- helpers shared by the commands ---------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> ProviderClient:
+    """A client from the environment; the messages speak CLI (variables, flags), not Python."""
+    if not os.environ.get(APP_KEY_ENV):
+        raise ConfigError(
+            f"no app_key: set the environment variable {APP_KEY_ENV} (there is no flag for it, "
+            "so that the key stays out of shell history and the process list)",
+            field="app_key",
+        )
+    api_url = args.api_url or os.environ.get(API_URL_ENV)
+    if not api_url:
+        raise ConfigError(
+            f"no API URL: pass --api-url URL or set the environment variable {API_URL_ENV} "
+            "(host and prefix, e.g. https://api.example.com/openapi)",
+            field="base_url",
+        )
+    from .api import ProviderClient
+
+    return ProviderClient(base_url=api_url)
+
+
+_SHORT_PRODUCT_TYPES = {
+    ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC: "dynamic traffic",
+    ProductType.DYNAMIC_RESIDENTIAL_IP: "dynamic IP",
+    ProductType.STATIC_DATACENTER_IP: "static datacenter",
+    ProductType.STATIC_RESIDENTIAL_IP: "static residential",
+}
+
+
+def _kind(value: ProductType | int | None) -> str:
+    """A product type as a short table cell; a number the provider added later as is."""
+    if value is None:
+        return ""
+    if isinstance(value, ProductType):
+        return _SHORT_PRODUCT_TYPES[value]
+    return str(value)
+
+
+def _label(value: IntEnum | int | None) -> str:
+    """``DYNAMIC_RESIDENTIAL_TRAFFIC`` -> ``dynamic residential traffic``; unknown numbers as is."""
+    if value is None:
+        return ""
+    if isinstance(value, IntEnum):
+        return value.name.lower().replace("_", " ")
+    return str(value)
+
+
+def _enum_json(field: str, value: IntEnum | int | None) -> dict[str, Any]:
+    """``{"status": 1, "status_name": "ENABLED"}``; the name is None for a number the provider
+    added after this release."""
+    return {
+        field: None if value is None else int(value),
+        f"{field}_name": value.name if isinstance(value, IntEnum) else None,
+    }
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def format_kb(kb: float) -> str:
+    """A size given in KB as KB, MB or GB (binary multiples, as the provider counts)."""
+    if kb < 1024:
+        return f"{kb:.0f} KB"
+    if kb < 1024**2:
+        return f"{kb / 1024:.2f} MB"
+    return f"{kb / 1024**2:.2f} GB"
+
+
+def _new_table(*columns: str) -> Table:
+    """A plain table. Cells wrap at spaces when the terminal is narrow; pipes get a wide
+    console (see ``_Output.console``), so scripts that grep a table see whole rows."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _write_done(
+    out: _Output, action: str, usernames: Sequence[str], message: str, note: str | None
+) -> int:
+    """Confirm a write: a sentence (plus the delay note) for people, an object for scripts."""
+    if out.as_json:
+        out.json({"ok": True, "action": action, "accounts": list(usernames), "note": note})
+    else:
+        out.line(message)
+    if note:
+        out.note(note)
+    return EXIT_OK
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def _account_json(account: Account, show_password: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": account.id, "username": account.username}
+    if show_password:
+        item["password"] = account.password
+    item.update(_enum_json("status", account.status))
+    item["enabled"] = account.enabled
+    item.update(_enum_json("product_type", account.product_type))
+    item["usage_flow"] = account.usage_flow
+    item["limit_flow"] = account.limit_flow
+    item["remark"] = account.remark
+    item["created_at"] = _iso(account.created_at)
+    return item
+
+
+def _cmd_accounts_list(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        accounts = client.list_accounts()
+    if out.as_json:
+        out.json([_account_json(a, args.show_passwords) for a in accounts])
+        return EXIT_OK
+    if not accounts:
+        out.line("No proxy accounts.")
+        return EXIT_OK
+    table = _new_table(
+        "username",
+        "password",
+        "status",
+        "type",
+        "used",
+        "limit",
+        "remark",
+        "created",
+    )
+    for a in accounts:
+        table.add_row(
+            a.username,
+            a.password if args.show_passwords else PASSWORD_MASK,
+            _label(a.status),
+            _kind(a.product_type),
+            format_kb(a.usage_flow),
+            "unlimited" if a.limit_flow == 0 else f"{a.limit_flow} GB",
+            a.remark,
+            _when(a.created_at)[:10],
+        )
+    out.table(table)
+    out.line(f"{len(accounts)} account{'s' if len(accounts) != 1 else ''}")
+    return EXIT_OK
+
+
+def _credentials(pairs: Iterable[str]) -> dict[str, str]:
+    """``USER:PASS`` arguments -> ``{user: password}``. Messages name the account by position
+    and username, never echo a password."""
+    credentials: dict[str, str] = {}
+    for number, pair in enumerate(pairs, 1):
+        user, sep, password = pair.partition(":")
+        if not sep:
+            raise ConfigError(
+                f"account {number}: expected USER:PASS (no ':' found)", field="accounts"
+            )
+        try:
+            check_alnum(user, "username")
+        except ConfigError:
+            raise ConfigError(
+                f"account {number}: the username may contain only letters A-Z, a-z and digits "
+                "0-9 (1 to 64 characters)",
+                field="username",
+            ) from None
+        try:
+            check_alnum(password, "password")
+        except ConfigError:
+            raise ConfigError(
+                f"account {number} ({user}): the password may contain only letters A-Z, a-z "
+                "and digits 0-9 (1 to 64 characters)",
+                field="password",
+            ) from None
+        if user in credentials:
+            raise ConfigError(f"account {number}: username {user} given twice", field="username")
+        credentials[user] = password
+    return credentials
+
+
+def _cmd_accounts_add(args: argparse.Namespace, out: _Output) -> int:
+    credentials = _credentials(args.credentials)
+    with _client(args) as client:
+        client.add_accounts(credentials, product_type=args.product_type, remark=args.remark)
+    names = list(credentials)
+    count = f"{len(names)} account{'s' if len(names) != 1 else ''}"
+    return _write_done(
+        out,
+        "add",
+        names,
+        f"Added {count} ({_label(args.product_type)}): {', '.join(names)}",
+        None,
+    )
+
+
+def _cmd_accounts_delete(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        client.delete_accounts(args.usernames)
+    return _write_done(
+        out,
+        "delete",
+        args.usernames,
+        f"Deleted: {', '.join(args.usernames)}",
+        f"{APPLY_DELAY_NOTE} Until then the accounts may keep working and billing may continue; "
+        "their usage history is gone.",
+    )
+
+
+def _cmd_accounts_enable(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        client.enable_accounts(args.usernames)
+    return _write_done(out, "enable", args.usernames, f"Enabled: {', '.join(args.usernames)}", None)
+
+
+def _cmd_accounts_disable(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        client.disable_accounts(args.usernames)
+    return _write_done(
+        out,
+        "disable",
+        args.usernames,
+        f"Disabled: {', '.join(args.usernames)}",
+        f"{APPLY_DELAY_NOTE} Until then the accounts keep working.",
+    )
+
+
+def _read_password() -> str:
+    """The new password from stdin: a hidden prompt on a terminal, else the first line."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("New password: ")
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    return line.rstrip("\r\n")
+
+
+def _cmd_set_password(args: argparse.Namespace, out: _Output) -> int:
+    password = _read_password() if args.password == "-" else args.password
+    with _client(args) as client:
+        client.change_password(args.username, password)
+    return _write_done(
+        out,
+        "set-password",
+        [args.username],
+        f"Password of {args.username} changed.",
+        f"{APPLY_DELAY_NOTE} Until then the old password keeps working.",
+    )
+
+
+def _cmd_set_remark(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        client.change_remark(args.username, args.remark)
+    return _write_done(
+        out, "set-remark", [args.username], f"Remark of {args.username} changed.", None
+    )
+
+
+def _cmd_set_limit(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        client.change_limit(args.username, args.limit_gb)
+    cap = "unlimited" if args.limit_gb == 0 else f"{args.limit_gb} GB"
+    return _write_done(
+        out,
+        "set-limit",
+        [args.username],
+        f"Traffic limit of {args.username} set to {cap}.",
+        "Usage statistics lag up to 5 minutes, so real use may pass the cap a little.",
+    )
+
+
+# -- usage ----------------------------------------------------------------------------------------
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_FULL = "█"
+
+
+def render_bar(value: float, peak: float, width: int) -> str:
+    """A horizontal bar of ``value/peak`` of ``width`` cells, in eighths of a cell. A non-zero
+    value always shows at least a sliver, so small days are not mistaken for empty ones."""
+    if value <= 0 or peak <= 0 or width <= 0:
+        return ""
+    eighths = max(1, round(min(value / peak, 1.0) * width * 8))
+    full, rest = divmod(eighths, 8)
+    return _FULL * full + (_EIGHTHS[rest] if rest else "")
+
+
+def _every_day(days: Sequence[DailyUsage]) -> list[tuple[date, int]]:
+    """Usage per day from the first to the last day listed; days the provider left out are 0."""
+    flows: dict[date, int] = {}
+    for entry in days:
+        flows[entry.day] = flows.get(entry.day, 0) + entry.flow
+    first, last = min(flows), max(flows)
+    return [
+        (first + timedelta(n), flows.get(first + timedelta(n), 0))
+        for n in range((last - first).days + 1)
+    ]
+
+
+def _cmd_usage(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        days = client.daily_usage(
+            start=args.start,
+            end=args.end,
+            username=args.username,
+            product_type=args.product_type,
+        )
+    if out.as_json:
+        out.json([{"day": d.day.isoformat(), "flow": d.flow} for d in days])
+        return EXIT_OK
+    if not days:
+        out.line("No traffic in this period.")
+        return EXIT_OK
+    from rich.text import Text
+
+    rows = _every_day(days)
+    peak = max(flow for _, flow in rows)
+    sizes = [format_kb(flow) for _, flow in rows]
+    size_width = max(len(s) for s in sizes)
+    label_width = len("2024-01-01 Mon")
+    bar_width = min(MAX_BAR_WIDTH, max(10, out.console.width - label_width - size_width - 4))
+    who = f" of {args.username}" if args.username else ""
+    out.line(f"Traffic per day{who} (KB/MB/GB, 1 MB = 1024 KB)")
+    for (day, flow), size in zip(rows, sizes, strict=True):
+        line = Text(f"{day.isoformat()} {day:%a}  ")
+        line.append(render_bar(flow, peak, bar_width).ljust(bar_width), style="cyan")
+        line.append(f"  {size:>{size_width}}")
+        with out.console.capture() as capture:
+            out.console.print(line, crop=False, no_wrap=True, overflow="ignore")
+        out.line(capture.get().rstrip())
+    total = sum(flow for _, flow in rows)
+    out.line(f"Total {format_kb(total)} over {len(rows)} day{'s' if len(rows) != 1 else ''}.")
+    return EXIT_OK
+
+
+# -- products -------------------------------------------------------------------------------------
+
+
+def _product_json(product: Product) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": product.id, "trade_no": product.trade_no}
+    item.update(_enum_json("product_type", product.product_type))
+    item["created_at"] = _iso(product.created_at)
+    item["expired_at"] = _iso(product.expired_at)
+    order = product.order
+    item["order"] = (
+        None
+        if order is None
+        else {
+            "title": order.title,
+            "created_at": _iso(order.created_at),
+            "pay_at": _iso(order.pay_at),
+        }
+    )
+    return item
+
+
+def _cmd_products(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        products = list(
+            client.iter_products(trade_no=args.trade_no, product_type=args.product_type)
+        )
+    if out.as_json:
+        out.json([_product_json(p) for p in products])
+        return EXIT_OK
+    if not products:
+        out.line("No packages.")
+        return EXIT_OK
+    table = _new_table("trade no", "type", "title", "bought", "expires")
+    for p in products:
+        table.add_row(
+            p.trade_no,
+            _kind(p.product_type),
+            p.order.title if p.order else "",
+            _when(p.order.pay_at if p.order and p.order.pay_at else p.created_at),
+            _when(p.expired_at),
+        )
+    out.table(table)
+    out.line(f"{len(products)} package{'s' if len(products) != 1 else ''}")
+    return EXIT_OK
+
+
+# -- extraction -----------------------------------------------------------------------------------
+
+
+def _cmd_extract(args: argparse.Namespace, out: _Output) -> int:
+    from .geo import Geo
+
+    geo = Geo(args.country, args.state, args.city)
+    with _client(args) as client:
+        proxies = client.extract(geo, num=args.num, life=args.life, ep=args.ep)
+    if out.as_json:
+        out.json([{"address": p.address, "host": p.host, "port": p.port} for p in proxies])
+    else:
+        for proxy in proxies:
+            out.line(proxy.address)
+    return EXIT_OK
+
+
+# -- locations ------------------------------------------------------------------------------------
+
+
+def _country_json(country: CountryLocations) -> dict[str, Any]:
+    return {
+        "country_code": country.country_code,
+        "name_en": country.name_en,
+        "name_zh_cn": country.name_zh_cn,
+        "continent_code": country.continent_code,
+        "states": list(country.states),
+    }
+
+
+def _cmd_countries(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        countries = client.list_state_catalog()
+    if out.as_json:
+        out.json([_country_json(c) for c in countries])
+        return EXIT_OK
+    table = _new_table("code", "country", "continent", "states")
+    for c in countries:
+        table.add_row(c.country_code, c.name_en, c.continent_code or "", str(len(c.states)))
+    out.table(table)
+    out.line(f"{len(countries)} countr{'ies' if len(countries) != 1 else 'y'}")
+    return EXIT_OK
+
+
+def _names_out(out: _Output, names: list[str], none: str) -> int:
+    if out.as_json:
+        out.json(names)
+    elif not names:
+        out.line(none)
+    else:
+        for name in names:
+            out.line(name)
+    return EXIT_OK
+
+
+def _cmd_states(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        names = client.search_states(args.country)
+    return _names_out(out, names, f"No states listed for {args.country.upper()}.")
+
+
+def _cmd_cities(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        names = client.search_cities(args.country, args.state)
+    return _names_out(out, names, f"No cities listed for {args.country.upper()}/{args.state}.")
+
+
+# -- static IPs -----------------------------------------------------------------------------------
+
+_SECRET_WORDS = ("pass", "secret", "key", "token")
+
+
+def _masked(raw: Any) -> Any:
+    """The provider's undocumented static-IP entry with password-like fields masked."""
+    if isinstance(raw, dict):
+        return {
+            k: PASSWORD_MASK if any(w in str(k).lower() for w in _SECRET_WORDS) else _masked(v)
+            for k, v in raw.items()
+        }
+    if isinstance(raw, list):
+        return [_masked(v) for v in raw]
+    return raw
+
+
+def _static_json(ip: StaticIp) -> dict[str, Any]:
+    item: dict[str, Any] = {"ip": ip.ip, "port": ip.port, "country_code": ip.country_code}
+    item.update(_enum_json("product_type", ip.product_type))
+    item.update(_enum_json("status", ip.status))
+    item["trade_no"] = ip.trade_no
+    item["expired_at"] = _iso(ip.expired_at)
+    item["raw"] = _masked(dict(ip.raw))
+    return item
+
+
+def _cmd_static_ips(args: argparse.Namespace, out: _Output) -> int:
+    with _client(args) as client:
+        page = client.list_static_ips(
+            country_code=args.country,
+            product_type=args.product_type,
+            trade_no=args.trade_no,
+            status=args.status,
+            page=args.page,
+            size=args.size,
+        )
+    if out.as_json:
+        out.json(
+            {
+                "page": page.page,
+                "total_count": page.total_count,
+                "items": [_static_json(ip) for ip in page.items],
+            }
+        )
+        return EXIT_OK
+    if not page.items:
+        out.line("No static IPs.")
+        return EXIT_OK
+    table = _new_table("address", "country", "type", "status", "trade no", "expires")
+    for ip in page.items:
+        address = f"{ip.ip}:{ip.port}" if ip.ip and ip.port else ip.ip or ""
+        table.add_row(
+            address,
+            ip.country_code or "",
+            _kind(ip.product_type),
+            _label(ip.status),
+            ip.trade_no or "",
+            _when(ip.expired_at),
+        )
+    out.table(table)
+    total = f" of {page.total_count}" if page.total_count is not None else ""
+    out.line(f"Page {args.page}: {len(page.items)}{total} static IPs")
+    return EXIT_OK
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
+    """Hand over to ``proxypool.demo.main(args)`` when that module exists."""
+    try:
+        demo = importlib.import_module("proxypool.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "proxypool.demo":  # the demo exists but something it needs is missing
+            raise
+        out.error("the demo is not available in this version yet")
+        return EXIT_ERROR
+    return int(demo.main(args))

@@ -1,0 +1,714 @@
+"""ProviderClient's error paths against a fake provider: every bad answer maps to the right
+``proxypool.errors`` type, GET retries (5xx, network) with injected sleeps, POST never retries,
+and no other exception type escapes a client method."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _provider import (
+    ENDPOINTS,
+    GET_ENDPOINTS,
+    KEY,
+    POST_ENDPOINTS,
+    SEED_ACCOUNTS,
+    SEED_EXTRACT,
+    SEED_PRODUCTS,
+    SEED_USAGE,
+    Endpoint,
+    SleepRecorder,
+    closed_port,
+    envelope,
+    make_client,
+    seed,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from proxypool import (
+    AccountError,
+    ApiConnectionError,
+    ApiError,
+    ApiResponseError,
+    InvalidAppKey,
+    ProviderClient,
+    ProviderError,
+    RealNameRequired,
+)
+
+ACCOUNTS_PATH = "/openapi/whitelist-account/list"
+ADD_PATH = "/openapi/whitelist-account/add"
+
+
+def respond(
+    server: HTTPServer,
+    path: str,
+    body: str | bytes,
+    status: int = 200,
+    content_type: str = "application/json",
+    **headers: str,
+) -> None:
+    server.expect_request(path).respond_with_response(
+        Response(body, status=status, content_type=content_type, headers=headers)
+    )
+
+
+# -- answers that are not a usable envelope -----------------------------------------------------
+
+BAD_ANSWERS = [
+    pytest.param(
+        "<!doctype html><html><body>Welcome to nginx!</body></html>", 200, "text/html", id="html"
+    ),
+    pytest.param("", 200, "application/json", id="empty"),
+    pytest.param("   \r\n ", 200, "application/json", id="blank"),
+    pytest.param("OK", 200, "text/plain", id="not-json"),
+    pytest.param(
+        '{"code": 200, "msg": "ok", "data": {"list": [',
+        200,
+        "application/json",
+        id="truncated-json",
+    ),
+    pytest.param('[{"code": 200}]', 200, "application/json", id="list-not-object"),
+    pytest.param('"success"', 200, "application/json", id="json-string"),
+    pytest.param("null", 200, "application/json", id="json-null"),
+    pytest.param('{"msg": "ok", "data": {"list": []}}', 200, "application/json", id="no-code"),
+    pytest.param("{}", 200, "application/json", id="empty-object"),
+    pytest.param(
+        '{"code": "ok", "msg": "x", "data": null}', 200, "application/json", id="code-not-a-number"
+    ),
+    pytest.param('{"code": null, "data": null}', 200, "application/json", id="code-null"),
+    pytest.param('{"code": true, "data": null}', 200, "application/json", id="code-bool"),
+    pytest.param('{"code": 200.5, "data": null}', 200, "application/json", id="code-float"),
+    pytest.param('{"code": [200], "data": null}', 200, "application/json", id="code-list"),
+    pytest.param(b"\xff\xfe\x00garbage", 200, "application/octet-stream", id="binary"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "content_type"), BAD_ANSWERS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_unusable_answers_raise_api_response_error(
+    httpserver: HTTPServer, endpoint: Endpoint, body: str, status: int, content_type: str
+) -> None:
+    respond(httpserver, endpoint.path, body, status, content_type)
+    sleep = SleepRecorder()
+
+    with pytest.raises(ApiResponseError) as info:
+        endpoint.call(make_client(httpserver, sleep=sleep))
+
+    assert info.value.http_status == 200
+    assert len(httpserver.log) == 1 and sleep.calls == []  # a 200 is not retried
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_redirects_are_errors_and_not_followed(
+    httpserver: HTTPServer, endpoint: Endpoint, status: int
+) -> None:
+    httpserver.expect_request(endpoint.path).respond_with_response(
+        Response("", status=status, headers={"Location": "/login"})
+    )
+    httpserver.expect_request("/login").respond_with_json(endpoint.ok)
+
+    with pytest.raises(ApiResponseError) as info:
+        endpoint.call(make_client(httpserver))
+
+    assert info.value.http_status == status
+    assert "/login" in str(info.value) and "redirect" in str(info.value)
+    assert [r.path for r, _ in httpserver.log] == [endpoint.path]
+
+
+def test_html_error_page_text_is_shortened_and_flattened(httpserver: HTTPServer) -> None:
+    page = "<html>\n<body>\n" + "<p>busy</p>\n" * 500 + "</body></html>"
+    respond(httpserver, ACCOUNTS_PATH, page, 200, "text/html")
+
+    with pytest.raises(ApiResponseError) as info:
+        make_client(httpserver).list_accounts()
+
+    text = str(info.value)
+    assert "<html> <body> <p>busy</p>" in text
+    assert "\n" not in text and len(text) < 400
+
+
+# -- HTTP errors and provider error codes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_http_500_without_envelope(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    respond(httpserver, endpoint.path, "<h1>Internal Server Error</h1>", 500, "text/html")
+
+    with pytest.raises(ApiError) as info:
+        endpoint.call(make_client(httpserver, retries=0))
+
+    assert (info.value.code, info.value.http_status) == (None, 500)
+    assert "Internal Server Error" in info.value.message
+    assert not isinstance(info.value, AccountError)
+
+
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_http_500_with_envelope(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    respond(httpserver, endpoint.path, json.dumps(envelope(code=500, msg="server busy")), 500)
+
+    with pytest.raises(ApiError) as info:
+        endpoint.call(make_client(httpserver, retries=0))
+
+    assert (info.value.code, info.value.http_status) == (500, 500)
+    assert "server busy" in info.value.message
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 429])
+def test_http_4xx_without_envelope(httpserver: HTTPServer, status: int) -> None:
+    respond(httpserver, ACCOUNTS_PATH, "nope", status, "text/plain")
+
+    with pytest.raises(ApiError) as info:
+        make_client(httpserver).list_accounts()
+
+    assert (info.value.code, info.value.http_status) == (None, status)
+
+
+def test_success_code_with_http_error_status_is_an_error(httpserver: HTTPServer) -> None:
+    respond(httpserver, ACCOUNTS_PATH, json.dumps(SEED_ACCOUNTS), 403)
+
+    with pytest.raises(ApiError) as info:
+        make_client(httpserver).list_accounts()
+
+    assert info.value.http_status == 403
+
+
+@pytest.mark.parametrize("status", [200, 401])
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_code_3_is_invalid_app_key(httpserver: HTTPServer, endpoint: Endpoint, status: int) -> None:
+    respond(
+        httpserver, endpoint.path, json.dumps(envelope(code=3, msg="session has expired")), status
+    )
+
+    with pytest.raises(InvalidAppKey) as info:
+        endpoint.call(make_client(httpserver))
+
+    assert (info.value.code, info.value.http_status) == (3, status)
+    assert "session has expired" in info.value.message
+    assert "PROXYPOOL_APP_KEY" in str(info.value)
+    assert len(httpserver.log) == 1
+
+
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1], ENDPOINTS[11]], ids=str)
+def test_code_156_is_real_name_required(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    respond(httpserver, endpoint.path, json.dumps({"code": 156, "message": "实名认证"}))
+
+    with pytest.raises(RealNameRequired) as info:
+        endpoint.call(make_client(httpserver))
+
+    assert (info.value.code, info.value.http_status) == (156, 200)
+    assert "实名认证" in info.value.message
+
+
+def test_account_errors_without_message_still_explain(httpserver: HTTPServer) -> None:
+    respond(httpserver, ACCOUNTS_PATH, json.dumps({"code": 3}))
+    with pytest.raises(InvalidAppKey, match="invalid or has expired"):
+        make_client(httpserver).list_accounts()
+
+    httpserver.clear()
+    respond(httpserver, ACCOUNTS_PATH, json.dumps({"code": "156"}))
+    with pytest.raises(RealNameRequired, match="real-name"):
+        make_client(httpserver).list_accounts()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "text"),
+    [
+        ({"code": 10001, "msg": "参数错误", "data": None}, 10001, "参数错误"),
+        ({"code": 400, "message": "bad cc"}, 400, "bad cc"),
+        ({"code": "42", "msg": "", "message": "from message"}, 42, "from message"),
+        ({"code": -1, "msg": None}, -1, "no message"),
+        ({"code": 1, "msg": {"detail": "odd"}}, 1, "odd"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_other_codes_are_api_errors(
+    httpserver: HTTPServer, endpoint: Endpoint, payload: dict[str, Any], code: int, text: str
+) -> None:
+    respond(httpserver, endpoint.path, json.dumps(payload))
+
+    with pytest.raises(ApiError) as info:
+        endpoint.call(make_client(httpserver))
+
+    assert type(info.value) is ApiError
+    assert (info.value.code, info.value.http_status) == (code, 200)
+    assert text in info.value.message
+    assert len(httpserver.log) == 1  # not retried
+
+
+def test_long_messages_are_shortened(httpserver: HTTPServer) -> None:
+    respond(httpserver, ACCOUNTS_PATH, json.dumps(envelope(code=7, msg="x" * 5000)))
+
+    with pytest.raises(ApiError) as info:
+        make_client(httpserver).list_accounts()
+
+    assert len(str(info.value)) < 400
+
+
+# -- JSON of the wrong shape inside a success envelope ----------------------------------------
+
+
+def _accounts_with(**fields: Any) -> dict[str, Any]:
+    payload = seed(SEED_ACCOUNTS)
+    payload["data"]["list"][0].update(fields)
+    return payload
+
+
+WRONG_SHAPES = [
+    pytest.param("list_accounts", envelope({"list": "user01"}), id="accounts-list-is-text"),
+    pytest.param("list_accounts", envelope({"list": {"a": 1}}), id="accounts-list-is-object"),
+    pytest.param("list_accounts", envelope("nope"), id="accounts-data-is-text"),
+    pytest.param("list_accounts", envelope(5), id="accounts-data-is-number"),
+    pytest.param("list_accounts", envelope({"list": [["user01"]]}), id="account-is-list"),
+    pytest.param("list_accounts", envelope({"list": [None]}), id="account-is-null"),
+    pytest.param("list_accounts", _accounts_with(usage_flow="lots"), id="usage-flow-text"),
+    pytest.param("list_accounts", _accounts_with(usage_flow=True), id="usage-flow-bool"),
+    pytest.param("list_accounts", _accounts_with(limit_flow=1.5), id="limit-flow-fraction"),
+    pytest.param("list_accounts", _accounts_with(limit_flow=[1]), id="limit-flow-list"),
+    pytest.param("list_accounts", _accounts_with(product_type="nine"), id="product-type-text"),
+    pytest.param("list_accounts", _accounts_with(status={"on": 1}), id="status-object"),
+    pytest.param("list_accounts", _accounts_with(created_at="string"), id="created-at-text"),
+    pytest.param("list_accounts", _accounts_with(created_at=[2022]), id="created-at-list"),
+    pytest.param("list_accounts", _accounts_with(created_at=1e300), id="created-at-huge"),
+    pytest.param("list_accounts", _accounts_with(username=["a"]), id="username-list"),
+    pytest.param("list_accounts", _accounts_with(id="x1"), id="id-text"),
+    pytest.param("list_accounts", _accounts_with(id="--5"), id="id-double-minus"),
+    pytest.param("list_accounts", _accounts_with(id="²"), id="id-superscript-digit"),
+    pytest.param("list_accounts", _accounts_with(id="9" * 5000), id="id-too-many-digits"),
+    pytest.param(
+        "daily_usage", envelope({"list": [{"day": "yesterday", "flow": 1}]}), id="usage-day-text"
+    ),
+    pytest.param(
+        "daily_usage", envelope({"list": [{"day": None, "flow": 1}]}), id="usage-day-null"
+    ),
+    pytest.param(
+        "daily_usage",
+        envelope({"list": [{"day": "2022-08-01", "flow": "1KB"}]}),
+        id="usage-flow-unit",
+    ),
+    pytest.param("list_products", envelope([]), id="products-data-is-list"),
+    pytest.param(
+        "list_products", envelope({"list": [], "total_page": "many"}), id="products-total-page-text"
+    ),
+    pytest.param("list_products", envelope({"list": [{"order": "paid"}]}), id="order-is-text"),
+    pytest.param(
+        "list_products", envelope({"list": [{"order": {"pay_at": "soon"}}]}), id="order-pay-at-text"
+    ),
+    pytest.param("extract", envelope({"list": ["1.2.3.4"]}), id="extract-no-port"),
+    pytest.param("extract", envelope({"list": ["1.2.3.4:0"]}), id="extract-port-zero"),
+    pytest.param("extract", envelope({"list": ["1.2.3.4:65536"]}), id="extract-port-big"),
+    pytest.param("extract", envelope({"list": ["1.2.3.4:http"]}), id="extract-port-text"),
+    pytest.param("extract", envelope({"list": [":8080"]}), id="extract-no-host"),
+    pytest.param("extract", envelope({"list": ["1.2 .3.4:80"]}), id="extract-space-in-host"),
+    pytest.param("extract", envelope({"list": [1234]}), id="extract-number"),
+    pytest.param("extract", envelope({"list": [None]}), id="extract-null"),
+    pytest.param("extract", envelope({"list": [{"ip": "1.2.3.4"}]}), id="extract-object-no-port"),
+    pytest.param(
+        "extract",
+        envelope({"list": [{"ip": "1.2.3.4", "port": "²"}]}),
+        id="extract-port-superscript",
+    ),
+    pytest.param(
+        "extract",
+        envelope({"list": [[[[[[[[[[[[[[[[[[["1.2.3.4:1"]]]]]]]]]]]]]]]]]]]}),
+        id="extract-nested-too-deep",
+    ),
+    pytest.param(
+        "list_city_catalog",
+        envelope({"list": [{"name_en": "Nowhere"}]}),
+        id="catalog-country-without-code",
+    ),
+    pytest.param(
+        "list_city_catalog",
+        envelope({"list": [{"country_code": "US", "items": 5}]}),
+        id="catalog-items-number",
+    ),
+    pytest.param(
+        "list_city_catalog",
+        envelope({"list": [{"country_code": "US", "items": {"state": "CA"}}]}),
+        id="catalog-items-object",
+    ),
+    pytest.param(
+        "list_city_catalog",
+        envelope({"list": [{"country_code": "US", "items": ["CA"]}]}),
+        id="catalog-item-text",
+    ),
+    pytest.param("search_states", envelope({"list": [1, 2]}), id="states-numbers"),
+    pytest.param("search_cities", envelope({"list": [{"name": "x"}]}), id="cities-wrong-key"),
+    pytest.param("list_static_ips", envelope({"list": [{"port": "x"}]}), id="static-port-text"),
+    pytest.param("list_static_ips", envelope({"list": [7]}), id="static-item-number"),
+    pytest.param("list_static_ips", envelope({"list": [], "page": "one"}), id="static-page-text"),
+]
+
+
+@pytest.mark.parametrize(("name", "payload"), WRONG_SHAPES)
+def test_wrong_shapes_raise_api_response_error(
+    httpserver: HTTPServer, name: str, payload: dict[str, Any]
+) -> None:
+    endpoint = next(e for e in ENDPOINTS if e.name == name)
+    respond(httpserver, endpoint.path, json.dumps(payload))
+
+    with pytest.raises(ApiResponseError) as info:
+        endpoint.call(make_client(httpserver))
+
+    assert endpoint.path.rsplit("/", 1)[-1] in str(info.value), "the error says which call"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("²", id="superscript"),
+        pytest.param("--3", id="double-minus"),
+        pytest.param("9" * 5000, id="too-many-digits"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_unreadable_code_strings(httpserver: HTTPServer, code: str) -> None:
+    respond(httpserver, ACCOUNTS_PATH, json.dumps({"code": code, "msg": "x"}))
+
+    with pytest.raises(ApiResponseError, match="not a number"):
+        make_client(httpserver).list_accounts()
+
+
+def test_deeply_nested_json_body(httpserver: HTTPServer) -> None:
+    respond(httpserver, ACCOUNTS_PATH, "[" * 100_000 + "]" * 100_000)
+
+    with pytest.raises(ApiResponseError):
+        make_client(httpserver).list_accounts()
+
+
+# -- network failures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[HTTPServer]:
+    """A threaded provider for the timeout tests: a sleeping handler must not hold up the
+    shared (single-threaded) httpserver."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def sleepy(seconds: float) -> Any:
+    def handler(request: Request) -> Response:
+        time.sleep(seconds)
+        return Response(json.dumps(SEED_EXTRACT), content_type="application/json")
+
+    return handler
+
+
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_connection_refused(endpoint: Endpoint) -> None:
+    client = ProviderClient(
+        KEY, base_url=f"http://127.0.0.1:{closed_port()}/openapi", retries=0, sleep=SleepRecorder()
+    )
+
+    with pytest.raises(ApiConnectionError, match="could not reach"):
+        endpoint.call(client)
+
+
+@pytest.mark.parametrize("endpoint", [ENDPOINTS[0], ENDPOINTS[1]], ids=str)
+def test_timeout(slow_server: HTTPServer, endpoint: Endpoint) -> None:
+    slow_server.clear()
+    slow_server.expect_request(endpoint.path).respond_with_handler(sleepy(0.5))
+    client = make_client(slow_server, timeout=0.1, retries=0)
+
+    with pytest.raises(ApiConnectionError, match=r"did not answer within 0\.1 s"):
+        endpoint.call(client)
+
+
+def test_get_retries_timeouts_with_backoff(slow_server: HTTPServer) -> None:
+    slow_server.clear()
+    slow_server.expect_request(ACCOUNTS_PATH).respond_with_handler(sleepy(0.4))
+    sleep = SleepRecorder()
+    client = make_client(slow_server, timeout=0.1, retries=2, backoff=0.25, sleep=sleep)
+
+    with pytest.raises(ApiConnectionError):
+        client.list_accounts()
+
+    assert sleep.calls == [0.25, 0.5]
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", GET_ENDPOINTS, ids=str)
+def test_get_retries_5xx_then_succeeds(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    httpserver.expect_oneshot_request(endpoint.path).respond_with_data("bad gateway", status=502)
+    httpserver.expect_oneshot_request(endpoint.path).respond_with_json(
+        envelope(code=500, msg="busy"), status=503
+    )
+    httpserver.expect_request(endpoint.path).respond_with_json(endpoint.ok)
+    sleep = SleepRecorder()
+
+    endpoint.call(make_client(httpserver, sleep=sleep, retries=2, backoff=0.5))
+
+    assert len(httpserver.log) == 3
+    assert sleep.calls == [0.5, 1.0]
+    first, second, third = (r for r, _ in httpserver.log)
+    assert first.url == second.url == third.url  # the same request, repeated
+
+
+def test_get_gives_up_after_the_retries(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACCOUNTS_PATH).respond_with_data("down", status=500)
+    sleep = SleepRecorder()
+
+    with pytest.raises(ApiError) as info:
+        make_client(httpserver, sleep=sleep, retries=3, backoff=0.1).list_accounts()
+
+    assert info.value.http_status == 500
+    assert len(httpserver.log) == 4
+    assert sleep.calls == pytest.approx([0.1, 0.2, 0.4])
+
+
+def test_get_retries_connection_errors() -> None:
+    sleep = SleepRecorder()
+    client = ProviderClient(
+        KEY,
+        base_url=f"http://127.0.0.1:{closed_port()}/openapi",
+        retries=2,
+        backoff=1.0,
+        sleep=sleep,
+    )
+
+    with pytest.raises(ApiConnectionError):
+        client.daily_usage()
+
+    assert sleep.calls == [1.0, 2.0]
+
+
+def test_retries_zero_means_one_attempt(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACCOUNTS_PATH).respond_with_data("down", status=503)
+    sleep = SleepRecorder()
+
+    with pytest.raises(ApiError):
+        make_client(httpserver, sleep=sleep, retries=0).list_accounts()
+
+    assert len(httpserver.log) == 1 and sleep.calls == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param("nope", 404, id="http-404"),
+        pytest.param(json.dumps(envelope(code=10001, msg="bad")), 200, id="error-code"),
+        pytest.param(json.dumps(envelope(code=3, msg="expired")), 401, id="invalid-key"),
+        pytest.param(json.dumps(envelope(code=3, msg="expired")), 500, id="invalid-key-500"),
+        pytest.param(json.dumps(envelope(code=156, msg="verify")), 503, id="real-name-503"),
+        pytest.param("<html></html>", 200, id="html"),
+        pytest.param("", 302, id="redirect"),
+    ],
+)
+def test_get_does_not_retry_what_cannot_change(
+    httpserver: HTTPServer, body: str, status: int
+) -> None:
+    respond(httpserver, ACCOUNTS_PATH, body, status, Location="/x")
+    sleep = SleepRecorder()
+
+    with pytest.raises(ProviderError):
+        make_client(httpserver, sleep=sleep, retries=3).list_accounts()
+
+    assert len(httpserver.log) == 1 and sleep.calls == []
+
+
+@pytest.mark.parametrize("endpoint", POST_ENDPOINTS, ids=str)
+def test_post_is_never_retried_on_5xx(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    httpserver.expect_oneshot_request(endpoint.path).respond_with_data("oops", status=500)
+    httpserver.expect_request(endpoint.path).respond_with_json(endpoint.ok)
+    sleep = SleepRecorder()
+
+    with pytest.raises(ApiError) as info:
+        endpoint.call(make_client(httpserver, sleep=sleep, retries=5))
+
+    assert info.value.http_status == 500
+    assert len(httpserver.log) == 1 and sleep.calls == []
+
+
+def test_post_is_never_retried_on_connection_errors() -> None:
+    sleep = SleepRecorder()
+    client = ProviderClient(
+        KEY, base_url=f"http://127.0.0.1:{closed_port()}/openapi", retries=5, sleep=sleep
+    )
+
+    with pytest.raises(ApiConnectionError):
+        client.add_accounts({"u1": "p1"})
+
+    assert sleep.calls == []
+
+
+def test_post_is_never_retried_on_timeouts(slow_server: HTTPServer) -> None:
+    slow_server.clear()
+    slow_server.expect_request(ADD_PATH).respond_with_handler(sleepy(0.3))
+    sleep = SleepRecorder()
+    client = make_client(slow_server, timeout=0.1, retries=5, sleep=sleep)
+
+    with pytest.raises(ApiConnectionError):
+        client.add_accounts({"u1": "p1"})
+
+    assert sleep.calls == []
+
+
+# -- no other exception type escapes ----------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Values that look like what the provider sends, so the parsers get past the envelope.
+field_values = st.one_of(
+    json_values,
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "2022-08-01",
+            "2022-05-13 12:14:15",
+            "1.2.3.4:80",
+            "²",
+            "--1",
+            "0000-00-00 00:00:00",
+            "9" * 30,
+            "US",
+            "us",
+        ]
+    ),
+    st.integers(min_value=-(2**70), max_value=2**70),
+)
+known_keys = st.sampled_from(
+    [
+        "id",
+        "username",
+        "password",
+        "created_at",
+        "remark",
+        "product_type",
+        "usage_flow",
+        "limit_flow",
+        "status",
+        "day",
+        "flow",
+        "expired_at",
+        "trade_no",
+        "order",
+        "ip",
+        "port",
+        "country_code",
+        "items",
+        "state",
+        "city",
+        "page",
+        "total_page",
+        "list",
+    ]
+)
+items = st.one_of(
+    field_values,
+    st.dictionaries(known_keys, field_values, max_size=9),
+    st.lists(field_values, max_size=3),
+)
+datas = st.one_of(
+    json_values,
+    st.lists(items, max_size=3),
+    st.fixed_dictionaries(
+        {"list": st.lists(items, max_size=3)},
+        optional={
+            "page": field_values,
+            "total_page": field_values,
+            "page_size": field_values,
+            "total_count": field_values,
+        },
+    ),
+)
+bodies = st.one_of(
+    st.binary(max_size=40),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {
+            "code": st.one_of(st.sampled_from([0, 200, 3, 156, 500, "200", "²"]), json_values),
+            "data": datas,
+        },
+        optional={"msg": json_values, "message": json_values},
+    ).map(lambda v: json.dumps(v).encode()),
+)
+statuses = st.sampled_from([200, 200, 200, 201, 204, 301, 302, 400, 401, 404, 429, 500, 502, 503])
+FUZZED = [
+    e
+    for e in ENDPOINTS
+    if e.name
+    in (
+        "list_accounts",
+        "add_accounts",
+        "daily_usage",
+        "list_products",
+        "iter_products",
+        "extract",
+        "list_city_catalog",
+        "search_cities",
+        "list_static_ips",
+    )
+]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(endpoint=st.sampled_from(FUZZED), body=bodies, status=statuses)
+def test_only_provider_errors_escape(
+    httpserver: HTTPServer, endpoint: Endpoint, body: bytes, status: int
+) -> None:
+    httpserver.clear()
+    headers = {"Location": "/elsewhere"} if 300 <= status < 400 else {}
+    httpserver.expect_request(endpoint.path).respond_with_response(
+        Response(body, status=status, content_type="application/json", headers=headers)
+    )
+    client = make_client(httpserver, retries=1)
+    try:
+        endpoint.call(client)
+    except ProviderError as exc:
+        assert KEY not in str(exc)
+        assert 1 <= len(httpserver.log) <= 2
+    else:
+        assert status < 300 and len(httpserver.log) == 1
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_every_method_maps_errors(httpserver: HTTPServer, endpoint: Endpoint) -> None:
+    # One sweep with a mix of failures; each must be a ProviderError of the documented kind.
+    for body, status, expected in [
+        ("<html/>", 200, ApiResponseError),
+        (json.dumps({"code": 3}), 401, InvalidAppKey),
+        (json.dumps({"code": 156}), 200, RealNameRequired),
+        (json.dumps({"code": 99}), 200, ApiError),
+    ]:
+        httpserver.clear()
+        respond(httpserver, endpoint.path, body, status)
+        with pytest.raises(expected):
+            endpoint.call(make_client(httpserver, retries=0))
+
+
+def test_successful_payloads_still_parse(httpserver: HTTPServer) -> None:
+    # Guard for the fuzz test above: the same client and fixtures do succeed on good answers.
+    for endpoint, payload in [
+        (ENDPOINTS[0], SEED_ACCOUNTS),
+        (ENDPOINTS[8], SEED_USAGE),
+        (ENDPOINTS[9], SEED_PRODUCTS),
+        (ENDPOINTS[11], SEED_EXTRACT),
+    ]:
+        httpserver.clear()
+        respond(httpserver, endpoint.path, json.dumps(payload))
+        assert endpoint.call(make_client(httpserver))
