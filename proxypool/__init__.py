@@ -20,7 +20,7 @@ from .errors import (
     ProxyPoolError,
     RealNameRequired,
 )
-from .geo import Geo
+from .geo import Geo, LocationCatalog
 from .models import (
     Account,
     AccountStatus,
@@ -36,6 +36,8 @@ from .models import (
     StaticIpPage,
     StaticIpStatus,
 )
+from .policy import Backoff, StatusBanPolicy
+from .pool import PoolStats, ProxyPool, ProxySource
 
 __all__ = [
     "Account",
@@ -44,26 +46,32 @@ __all__ = [
     "ApiConnectionError",
     "ApiError",
     "ApiResponseError",
+    "Backoff",
     "ConfigError",
     "CountryLocations",
     "DailyUsage",
     "Geo",
     "InvalidAppKey",
     "InvalidGeo",
+    "LocationCatalog",
     "LocationItem",
     "Order",
     "PoolExhausted",
+    "PoolStats",
     "Product",
     "ProductPage",
     "ProductType",
     "ProviderClient",
     "ProviderError",
     "Proxy",
+    "ProxyPool",
     "ProxyPoolError",
+    "ProxySource",
     "RealNameRequired",
     "StaticIp",
     "StaticIpPage",
     "StaticIpStatus",
+    "StatusBanPolicy",
     "__version__",
 ]
 

@@ -19,6 +19,9 @@ from proxypool import api, errors, models
 # Names that must stay importable from the top level (DESIGN.md: client, models, errors, Geo).
 PROMISED = {
     "ProviderClient",
+    "LocationCatalog",
+    "ProxyPool",
+    "ProxySource",
     "Account",
     "DailyUsage",
     "Product",

@@ -1,0 +1,311 @@
+"""Small pluggable policies for the pool: rotation strategies, backoff, and ban detection.
+
+Rotation strategies decide which pooled item a ``get()`` hands out next. They are written against
+one small interface, :class:`RotationStrategy`, so the pool (and its contract tests) treat them
+alike:
+
+- ``add(item)`` puts an item into rotation;
+- ``pick(verdict)`` offers items in the strategy's order to ``verdict``, which answers
+  :data:`Verdict.SERVE` (hand it out), :data:`Verdict.SKIP` (not for this request, keep it) or
+  :data:`Verdict.DROP` (gone for good: remove it). The first item served is returned; ``None``
+  means every item was skipped or dropped. Each item is offered at most once per call, so a call
+  costs O(items examined): O(1) when the first candidate is usable, which is the normal case
+  because the pool drops dead items lazily as the strategy meets them.
+
+Strategies hold no lock: the pool calls them under its own. :class:`Backoff` is an immutable
+exponential-backoff policy with configurable jitter; :class:`StatusBanPolicy` is the default ban
+check shared by the integrations.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Generic, Protocol, TypeVar
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BAN_STATUSES",
+    "STRATEGIES",
+    "Backoff",
+    "BanPolicy",
+    "LeastUsedRotation",
+    "RandomRotation",
+    "RotationStrategy",
+    "RoundRobinRotation",
+    "StatusBanPolicy",
+    "Verdict",
+    "make_strategy",
+]
+
+T = TypeVar("T")
+
+DEFAULT_BAN_STATUSES: tuple[int, ...] = (403, 429)
+"""HTTP statuses treated as "this site has banned this proxy" unless configured otherwise."""
+
+
+class Verdict(enum.Enum):
+    """A pool's answer when a strategy offers it an item."""
+
+    SERVE = "serve"
+    """Hand this item out; the strategy counts it as used."""
+    SKIP = "skip"
+    """Not usable for this request (e.g. banned for the requested domain); keep it in rotation."""
+    DROP = "drop"
+    """Gone (expired, evicted, cooling down): remove it from rotation."""
+
+
+# Bound once: enum attribute lookups are measurable in the per-get hot path.
+_SERVE = Verdict.SERVE
+_DROP = Verdict.DROP
+
+
+class RotationStrategy(Protocol[T]):
+    """The interface every rotation strategy implements. Not thread-safe: the caller locks."""
+
+    def add(self, item: T) -> None:
+        """Put ``item`` into rotation. The caller never adds an item that is already in it."""
+
+    def pick(self, verdict: Callable[[T], Verdict]) -> T | None:
+        """Offer items in this strategy's order until ``verdict`` serves one; return it.
+
+        Every item is offered at most once per call. Dropped items are removed and never offered
+        again; skipped items stay. Returns ``None`` when no item was served.
+        """
+
+    def clear(self) -> None:
+        """Remove every item."""
+
+    def __len__(self) -> int:
+        """Items in rotation, including ones a later ``pick`` will drop."""
+
+
+class RoundRobinRotation(Generic[T]):
+    """Round robin over a ring (a ``deque``): the served item moves to the back. O(1) per pick."""
+
+    __slots__ = ("_ring",)
+
+    def __init__(self) -> None:
+        self._ring: deque[T] = deque()
+
+    def add(self, item: T) -> None:
+        self._ring.append(item)
+
+    def pick(self, verdict: Callable[[T], Verdict]) -> T | None:
+        ring = self._ring
+        for _ in range(len(ring)):
+            item = ring.popleft()
+            answer = verdict(item)
+            if answer is _DROP:
+                continue
+            ring.append(item)
+            if answer is _SERVE:
+                return item
+        return None
+
+    def clear(self) -> None:
+        self._ring.clear()
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+
+class RandomRotation(Generic[T]):
+    """Uniformly random choice from a list, with swap-remove for dropped items. O(1) per pick.
+
+    ``rng`` is the source of randomness (inject a seeded ``random.Random`` for reproducibility).
+    """
+
+    __slots__ = ("_items", "_rng")
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._items: list[T] = []
+        self._rng = rng if rng is not None else random.Random()
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+
+    def pick(self, verdict: Callable[[T], Verdict]) -> T | None:
+        items = self._items
+        draw = self._rng.random
+        # items[:unseen] have not been offered in this call; items[unseen:] were offered and kept.
+        unseen = len(items)
+        while unseen:
+            i = int(draw() * unseen)
+            item = items[i]
+            answer = verdict(item)
+            if answer is _SERVE:
+                return item
+            unseen -= 1
+            items[i] = items[unseen]
+            if answer is _DROP:
+                # Slot ``unseen`` is now free: fill it with the last item and shrink the list.
+                last = items.pop()
+                if unseen < len(items):
+                    items[unseen] = last
+            else:
+                items[unseen] = item
+        return None
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class LeastUsedRotation(Generic[T]):
+    """The item served the fewest times so far (ties: the one waiting longest). O(log n) per pick.
+
+    A min-heap of ``(times_served, sequence, item)``; the sequence number keeps ties in FIFO
+    order, so items never need to be comparable.
+    """
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, T]] = []
+        self._seq = itertools.count()
+
+    def add(self, item: T) -> None:
+        # A newcomer joins at the current minimum so it is not flooded with every request until
+        # it has caught up with items that have been in rotation for hours.
+        uses = self._heap[0][0] if self._heap else 0
+        heapq.heappush(self._heap, (uses, next(self._seq), item))
+
+    def pick(self, verdict: Callable[[T], Verdict]) -> T | None:
+        heap = self._heap
+        skipped: list[tuple[int, int, T]] = []
+        served: T | None = None
+        while heap:
+            uses, _, item = top = heap[0]
+            answer = verdict(item)
+            if answer is _SERVE:
+                heapq.heapreplace(heap, (uses + 1, next(self._seq), item))
+                served = item
+                break
+            heapq.heappop(heap)
+            if answer is not _DROP:
+                skipped.append(top)
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return served
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+def _round_robin(rng: random.Random) -> RotationStrategy[T]:
+    return RoundRobinRotation()
+
+
+def _random(rng: random.Random) -> RotationStrategy[T]:
+    return RandomRotation(rng)
+
+
+def _least_used(rng: random.Random) -> RotationStrategy[T]:
+    return LeastUsedRotation()
+
+
+STRATEGIES: Mapping[str, Callable[[random.Random], RotationStrategy[object]]] = MappingProxyType(
+    {"round_robin": _round_robin, "random": _random, "least_used": _least_used}
+)
+"""Strategy names accepted by ``ProxyPool(strategy=...)``, mapped to factories taking the pool's
+random generator."""
+
+
+def make_strategy(name: str, rng: random.Random) -> RotationStrategy[object]:
+    """A new, empty strategy called ``name``; ``ConfigError`` (field ``strategy``) if unknown."""
+    factory = STRATEGIES.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise ConfigError(
+            f"strategy {name!r} is unknown: use one of {', '.join(map(repr, STRATEGIES))}",
+            field="strategy",
+        )
+    return factory(rng)
+
+
+def _check_number(value: object, name: str, *, minimum: float, allow_equal: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}", field=name)
+    if value < minimum or (not allow_equal and value == minimum) or math.isinf(value):
+        bound = ">=" if allow_equal else ">"
+        raise ConfigError(f"{name} must be finite and {bound} {minimum}, not {value!r}", field=name)
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: attempt ``n`` (0-based) waits up to ``min(cap, base * 2**n)`` seconds.
+
+    ``jitter`` is the fraction of that ceiling drawn at random: ``1.0`` is "full jitter" (uniform
+    in ``(0, ceiling]``), ``0.5`` keeps at least half the ceiling, ``0.0`` is deterministic.
+    Immutable and thread-safe; the random generator is passed in by the caller.
+    """
+
+    base: float = 1.0
+    cap: float = 60.0
+    jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "base", _check_number(self.base, "base", minimum=0.0, allow_equal=False)
+        )
+        object.__setattr__(self, "cap", _check_number(self.cap, "cap", minimum=self.base))
+        jitter = _check_number(self.jitter, "jitter", minimum=0.0)
+        if jitter > 1.0:
+            raise ConfigError(f"jitter must be between 0 and 1, not {jitter!r}", field="jitter")
+        object.__setattr__(self, "jitter", jitter)
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait for 0-based ``attempt``, in seconds (no overflow for large ones)."""
+        if attempt <= 0:
+            return self.base
+        # Compare exponents instead of computing 2**attempt, which overflows a float.
+        if attempt >= math.log2(self.cap / self.base):
+            return self.cap
+        return self.base * 2.0**attempt
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before the next try after 0-based ``attempt`` failed; always > 0."""
+        ceiling = self.ceiling(attempt)
+        # 1 - random() lies in (0, 1], so full jitter never yields a zero delay.
+        return ceiling * (1.0 - self.jitter * rng.random())
+
+
+class BanPolicy(Protocol):
+    """Decides whether a response means the target site has banned the proxy that fetched it."""
+
+    def is_ban(self, status: int, body: bytes = b"") -> bool:
+        """``True`` if a response with this HTTP ``status`` and (decoded) ``body`` is a ban."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class StatusBanPolicy:
+    """A ban is any response whose status is in ``statuses`` (default 403 and 429)."""
+
+    statuses: frozenset[int]
+
+    def __init__(self, statuses: Iterable[int] = DEFAULT_BAN_STATUSES) -> None:
+        checked = tuple(statuses) if not isinstance(statuses, (str, bytes)) else (statuses,)
+        for status in checked:
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                raise ConfigError(
+                    f"ban status {status!r} is not an HTTP status code (100-599)",
+                    field="ban_statuses",
+                )
+        object.__setattr__(self, "statuses", frozenset(checked))
+
+    def is_ban(self, status: int, body: bytes = b"") -> bool:
+        return status in self.statuses

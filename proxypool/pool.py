@@ -1,0 +1,1033 @@
+"""ProxyPool: the TTL-aware rotating pool of extracted proxies, with health tracking and
+single-flight refill per geography. Pure logic plus one lock: all HTTP happens in the client.
+
+A pooled proxy moves through these states::
+
+    extracted ──► LIVE ◄──── cool-down over, or report_success() ────┐
+                   │                                                  │
+                   └──── report_failure() ──────────────────────► COOLING
+    LIVE or COOLING ──── failures reach max_failures ──► EVICTED  (leaves the pool)
+    LIVE or COOLING ──── usable_until passes ─────────► EXPIRED  (leaves the pool)
+
+Only LIVE proxies are handed out. ``usable_until`` is the clock reading when the proxy's batch
+was requested, plus ``life`` minutes, minus ``expiry_margin`` seconds: a proxy is never handed out
+that close to the end of its life. A ban (``report_failure(proxy, domain=..., banned=True)``)
+changes no state: the proxy is skipped for that domain only, for the rest of its life. Proxies
+that leave (evicted, expired, or all of them on ``close()``) are announced to listeners
+(``add_listener``) so integrations can drop per-proxy resources.
+
+Duplicates: two extractions for the same geography can return the same proxy (equal
+``host:port``, scheme and credentials). The pool keeps one entry per proxy and geography: a
+duplicate extends that entry's life to the new batch's and keeps its health (failures, bans,
+sessions); it is counted in ``stats()["duplicates"]`` (and in ``extracted``: it was paid for). A
+proxy that has left (evicted or expired) and is extracted again starts over as a new entry.
+The same proxy extracted for two different geographies is two entries with separate health.
+
+Cost: ``get()`` and the ``report_*`` calls are O(1) in the pool's size. Expiry is lazy: each
+operation first retires what has come due in the sub-pool it touches (batches queue in expiry
+order, cooling proxies in a heap), so nothing scans the whole pool periodically; the rotation
+drops departed entries when it meets them. The one linear case is a ``get(domain=...)`` that has
+to step over many proxies banned for that domain.
+
+Thread-safety: every method may be called from any thread. One lock guards the pool's memory and
+is never held during I/O (extraction, location lookups) or while listeners run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, Protocol, TypedDict
+
+from .errors import AccountError, ConfigError, PoolExhausted, ProviderError
+from .geo import Geo, LocationCatalog
+from .models import Proxy
+from .policy import Backoff, RotationStrategy, Verdict, make_strategy
+
+__all__ = ["GeoLike", "GeoValidator", "PoolStats", "ProxyPool", "ProxySource"]
+
+logger = logging.getLogger(__name__)
+
+GeoLike = Geo | str | Mapping[str, Any] | None
+"""What the pool accepts as a geography: a ``Geo``, ``"US/California"``, a dict, or ``None``."""
+
+# Entry states. Plain ints: compared on every get().
+_LIVE = 0
+_COOLING = 1
+_GONE = 2
+
+_SERVE = Verdict.SERVE
+_SKIP = Verdict.SKIP
+_DROP = Verdict.DROP
+
+_ANYWHERE = Geo()
+
+_MAX_LIFE = 7200  # minutes; the same cap as ProviderClient.extract()
+_MAX_BATCH = 500  # IPs per extraction, the cap public clients of this API use
+
+
+class ProxySource(Protocol):
+    """Anything that extracts proxies: ``ProviderClient``, or a fake in tests and benchmarks.
+
+    ``geo`` is ``None`` for "anywhere"; ``life`` is in minutes. Expected to raise
+    ``ProviderError`` subclasses for provider trouble (``AccountError`` when retrying cannot help).
+    """
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> Iterable[Proxy]: ...
+
+
+class GeoValidator(Protocol):
+    """Checks that a geography exists; ``LocationCatalog`` is the implementation."""
+
+    def validate(self, geo: Geo) -> Geo: ...
+
+
+class PoolStats(TypedDict):
+    """Counters since the pool was made; ``live``/``cooling`` are per geo (``str(geo)``, ``"*"``
+    for anywhere), counted now."""
+
+    served: int
+    extracted: int
+    duplicates: int
+    refills: int
+    api_errors: int
+    successes: int
+    failures: int
+    bans: int
+    evictions: int
+    expired: int
+    live: dict[str, int]
+    cooling: dict[str, int]
+
+
+class _Entry:
+    """One pooled proxy and its health. Mutated only under the pool lock."""
+
+    __slots__ = (
+        "bans",
+        "cool_until",
+        "failures",
+        "in_rotation",
+        "proxy",
+        "sessions",
+        "state",
+        "sub",
+        "usable_until",
+    )
+
+    def __init__(self, proxy: Proxy, sub: _SubPool, usable_until: float) -> None:
+        self.proxy = proxy
+        self.sub = sub
+        self.usable_until = usable_until
+        self.state = _LIVE
+        self.failures = 0
+        self.cool_until = 0.0
+        self.bans: set[str] | None = None
+        self.sessions: set[Hashable] | None = None
+        # False once the rotation has dropped it (while cooling); re-added when it is LIVE again.
+        self.in_rotation = True
+
+
+class _SubPool:
+    """The proxies of one (canonical) geography. Mutated only under the pool lock."""
+
+    __slots__ = (
+        "api_failures",
+        "cooling",
+        "cooling_count",
+        "expiry",
+        "geo",
+        "index",
+        "label",
+        "last_added",
+        "last_error",
+        "next_due",
+        "refill_generation",
+        "refilling",
+        "retry_at",
+        "rotation",
+        "sessions",
+        "usable",
+    )
+
+    def __init__(self, geo: Geo, rotation: RotationStrategy[_Entry]) -> None:
+        self.geo = geo
+        self.label = str(geo)
+        self.rotation = rotation
+        self.index: dict[Proxy, _Entry] = {}
+        # (usable_until, entries of one batch), oldest first: batches arrive in clock order.
+        self.expiry: deque[tuple[float, list[_Entry]]] = deque()
+        # Min-heap of (cool_until, tiebreak, entry); stale items are skipped when popped.
+        self.cooling: list[tuple[float, int, _Entry]] = []
+        # The earliest time an entry may expire or finish cooling: below it, nothing to retire.
+        self.next_due = math.inf
+        self.sessions: dict[Hashable, _Entry] = {}
+        self.usable = 0  # entries in state LIVE
+        self.cooling_count = 0  # entries in state COOLING
+        self.refilling = False
+        self.refill_generation = 0
+        self.last_added = 0
+        self.api_failures = 0  # consecutive failed refills, drives the backoff
+        self.retry_at = -math.inf
+        self.last_error: BaseException | None = None
+
+
+def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, not {value!r}", field=name)
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be {allowed}, not {value}", field=name)
+    return value
+
+
+def _check_seconds(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(
+            f"{name} must be a finite number of seconds >= 0, not {value!r}", field=name
+        )
+    return float(value)
+
+
+def _normalize_domain(domain: object) -> str:
+    if not isinstance(domain, str) or not domain.strip():
+        raise ConfigError(f"domain must be a non-empty string, not {domain!r}", field="domain")
+    return domain.strip().lower()
+
+
+class ProxyPool:
+    """A rotating pool of proxies extracted from ``client``, one sub-pool per geography.
+
+    ``client`` is a ``ProviderClient`` or any ``ProxySource`` (an object with
+    ``extract(geo, *, num, life)``). ``geo`` is the default geography (``None``: anywhere).
+    ``life`` is how long each extracted IP lives, in minutes (passed to the provider); ``batch``
+    how many IPs one extraction asks for; ``min_size`` the number of live proxies per geography
+    below which a refill starts. ``strategy`` is ``"round_robin"``, ``"random"``,
+    ``"least_used"`` or a factory ``(rng) -> RotationStrategy``. ``expiry_margin`` (seconds): no
+    proxy is handed out closer than this to the end of its life. ``max_failures``: consecutive
+    failures that evict a proxy. ``catalog`` validates geographies before their first extraction;
+    when omitted and ``client`` has the provider's location calls, a ``LocationCatalog`` is made.
+    ``clock`` returns monotonic seconds (all timeouts and lifetimes use it). ``max_extracted`` caps
+    the IPs extracted over the pool's lifetime (a cost guard). ``cooldown`` is the backoff after a
+    proxy fails (default 5 s doubling up to 120 s, full jitter), ``api_backoff`` the backoff after
+    a failed or empty extraction (1 s doubling up to 60 s, half jitter); ``rng`` feeds jitter and
+    the random strategy.
+
+    Every argument is checked here (``ConfigError`` naming it); nothing is fetched until a proxy is
+    needed. See the module docstring for the proxy state machine and thread-safety.
+
+    Threads use ``get()``. Event-loop integrations use the non-blocking calls, running the
+    blocking one in a worker thread::
+
+        proxy = pool.try_get(geo, session=key, domain=host)  # never blocks; None if none usable
+        if proxy is None:
+            await run_in_thread(pool.refill, geo)  # blocking I/O, single-flight; then try again
+        if pool.needs_refill(geo):  # top up ahead of time, fire and forget
+            run_in_thread(pool.refill, geo)
+    """
+
+    def __init__(
+        self,
+        client: ProxySource,
+        *,
+        geo: GeoLike = None,
+        life: int = 10,
+        batch: int = 20,
+        min_size: int = 5,
+        strategy: str | Callable[[random.Random], RotationStrategy[Any]] = "round_robin",
+        expiry_margin: float = 15.0,
+        max_failures: int = 3,
+        catalog: GeoValidator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_extracted: int | None = None,
+        cooldown: Backoff | None = None,
+        api_backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not callable(getattr(client, "extract", None)):
+            raise ConfigError(
+                "client must be a ProviderClient or have an extract(geo, *, num, life) method",
+                field="client",
+            )
+        self._default_geo = Geo.coerce(geo)
+        self._life = _check_int(life, "life", 1, _MAX_LIFE)
+        self._batch = _check_int(batch, "batch", 1, _MAX_BATCH)
+        self._min_size = _check_int(min_size, "min_size", 0)
+        self._max_failures = _check_int(max_failures, "max_failures", 1)
+        self._margin = _check_seconds(expiry_margin, "expiry_margin")
+        if self._margin >= self._life * 60:
+            raise ConfigError(
+                f"expiry_margin ({self._margin:g} s) must be shorter than life "
+                f"({self._life} min = {self._life * 60} s), or no proxy could ever be used",
+                field="expiry_margin",
+            )
+        self._max_extracted = (
+            None if max_extracted is None else _check_int(max_extracted, "max_extracted", 1)
+        )
+        if not callable(clock):
+            raise ConfigError("clock must be a callable returning monotonic seconds", field="clock")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise ConfigError("rng must be a random.Random instance", field="rng")
+        self._rng = rng if rng is not None else random.Random()
+        for name, value in (("cooldown", cooldown), ("api_backoff", api_backoff)):
+            if value is not None and not isinstance(value, Backoff):
+                raise ConfigError(f"{name} must be a proxypool.policy.Backoff", field=name)
+        self._cooldown = cooldown if cooldown is not None else Backoff(base=5.0, cap=120.0)
+        self._api_backoff = (
+            api_backoff if api_backoff is not None else Backoff(base=1.0, cap=60.0, jitter=0.5)
+        )
+        if isinstance(strategy, str):
+            make_strategy(strategy, self._rng)  # validates the name now, not at first use
+            name = strategy
+            self._new_rotation: Callable[[], RotationStrategy[Any]] = lambda: make_strategy(
+                name, self._rng
+            )
+        elif callable(strategy):
+            factory = strategy
+            self._new_rotation = lambda: factory(self._rng)
+        else:
+            raise ConfigError(
+                f"strategy must be a strategy name or a factory, not {strategy!r}",
+                field="strategy",
+            )
+        if catalog is None and all(
+            callable(getattr(client, m, None)) for m in ("list_state_catalog", "list_city_catalog")
+        ):
+            catalog = LocationCatalog(client, timer=clock)  # type: ignore[arg-type]
+        if catalog is not None and not callable(getattr(catalog, "validate", None)):
+            raise ConfigError("catalog must have a validate(geo) -> Geo method", field="catalog")
+
+        self._source = client
+        self._catalog = catalog
+        self._clock = clock
+        self._strategy_name = strategy if isinstance(strategy, str) else "custom"
+
+        # One lock for all memory; the condition shares it for waiting on refills.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._subs: dict[Geo, _SubPool] = {}
+        # Raw geo argument (a Geo, a string) -> its sub-pool, once validated. Only grows.
+        self._aliases: dict[Hashable, _SubPool] = {}
+        self._default_sub: _SubPool | None = None
+        # id(entry.proxy) -> entry, for every entry in the pool: report_*() usually receive the
+        # very object get() returned, and an id lookup avoids hashing Proxy and Geo dataclasses.
+        self._by_id: dict[int, _Entry] = {}
+        self._listeners: tuple[Callable[[Proxy], object], ...] = ()
+        # Proxies that left under the lock, announced to listeners once it is released.
+        self._pending: list[Proxy] = []
+        self._closed = False
+        self._fatal: AccountError | None = None
+        self._tiebreak = itertools.count()
+        self._reserved = 0  # IPs requested by extractions in flight (for the max_extracted cap)
+        # The domain of the pick in progress, read by _judge; only meaningful under the lock.
+        self._pick_domain: str | None = None
+        self._verdict = self._judge
+
+        self._served = 0
+        self._extracted = 0
+        self._duplicates = 0
+        self._refills = 0
+        self._api_errors = 0
+        self._successes = 0
+        self._failures = 0
+        self._bans = 0
+        self._evictions = 0
+        self._expired = 0
+
+    # -- geography ---------------------------------------------------------------------------
+
+    @property
+    def geo(self) -> Geo:
+        """The default geography (as given; canonical spelling once validated)."""
+        sub = self._default_sub
+        return sub.geo if sub is not None else self._default_geo
+
+    def _lookup(self, geo: GeoLike) -> _SubPool | None:
+        """The sub-pool for ``geo`` if it is already validated; never does I/O. Lock-free: the
+        alias dict only grows, and a miss is settled under the lock by _subpool()."""
+        if geo is None:
+            return self._default_sub
+        try:
+            return self._aliases.get(geo)
+        except TypeError:  # an unhashable dict
+            return self._aliases.get(Geo.coerce(geo))
+
+    def _subpool(self, geo: GeoLike) -> _SubPool:
+        """The sub-pool for ``geo``, validating the geography first if it is new (may do I/O)."""
+        sub = self._lookup(geo)
+        if sub is not None:
+            return sub
+        raw = self._default_geo if geo is None else Geo.coerce(geo)
+        canonical = raw
+        if self._catalog is not None and not raw.is_anywhere:
+            try:
+                canonical = self._catalog.validate(raw)
+            except AccountError as exc:
+                self._stop(exc)
+                raise
+            except ProviderError:
+                with self._lock:
+                    self._api_errors += 1
+                raise
+        with self._lock:
+            sub = self._subs.get(canonical)
+            if sub is None:
+                sub = self._subs[canonical] = _SubPool(canonical, self._new_rotation())
+            self._aliases[raw] = sub
+            self._aliases[canonical] = sub
+            if isinstance(geo, (str, Geo)):
+                self._aliases[geo] = sub
+            if raw == self._default_geo:
+                self._default_sub = sub
+        return sub
+
+    def resolve_geo(self, geo: GeoLike = None) -> Geo:
+        """Validate ``geo`` (default: the pool's) and return it in canonical spelling.
+
+        Blocking: may fetch the provider's location lists on first use. Raises ``InvalidGeo``
+        with suggestions for an unknown place, ``ConfigError`` for a malformed one, or the
+        provider's error. Integrations call it at start-up to fail before any request.
+        """
+        return self._subpool(geo).geo
+
+    # -- taking proxies ----------------------------------------------------------------------
+
+    def _judge(self, entry: _Entry) -> Verdict:
+        """The rotation's question "may this entry serve the pick in progress?"."""
+        if entry.state != _LIVE:
+            entry.in_rotation = False
+            return _DROP
+        bans = entry.bans
+        if bans is not None and self._pick_domain in bans:
+            return _SKIP
+        return _SERVE
+
+    def _take(self, sub: _SubPool, session: Hashable | None, domain: str | None) -> _Entry | None:
+        """A usable entry for this request, or None. Caller holds the lock and has retired what
+        was due in ``sub``, so every LIVE entry is within its usable life."""
+        bound = None
+        if session is not None:
+            bound = sub.sessions.get(session)
+            if (
+                bound is not None
+                and bound.state == _LIVE
+                and (bound.bans is None or domain not in bound.bans)
+            ):
+                self._served += 1
+                return bound
+        if not sub.usable:
+            return None
+        self._pick_domain = domain
+        entry = sub.rotation.pick(self._verdict)
+        if entry is None:
+            return None
+        if session is not None:
+            if bound is not None and bound.sessions is not None:
+                bound.sessions.discard(session)
+            sub.sessions[session] = entry
+            if entry.sessions is None:
+                entry.sessions = set()
+            entry.sessions.add(session)
+        self._served += 1
+        return entry
+
+    def get(
+        self,
+        geo: GeoLike = None,
+        *,
+        session: Hashable | None = None,
+        domain: str | None = None,
+        timeout: float = 30.0,
+    ) -> Proxy:
+        """A usable proxy for ``geo`` (default: the pool's geography). Blocking; thread-safe.
+
+        ``session``: any hashable key; the same key gets the same proxy while it stays usable
+        (not expired, evicted, cooling, or banned for ``domain``), then a new one. ``domain``:
+        the target host (compared case-insensitively); proxies banned for it are skipped.
+        ``timeout``: seconds (pool clock) to wait for a refill when nothing is usable; an
+        extraction this thread runs itself is bounded by the client's own timeout.
+
+        When the sub-pool is below ``min_size`` and no refill is in flight, the calling thread
+        runs the extraction (outside the lock) before taking its proxy; other threads keep being
+        served, or wait for that extraction if nothing is left. Raises ``PoolExhausted`` (chaining
+        the last error, if any) when no proxy can be had in time, the ``max_extracted`` budget is
+        spent or the pool is closed; ``InvalidAppKey``/``RealNameRequired`` as soon as the
+        provider reports them; ``InvalidGeo``/``ConfigError`` for a bad geography.
+        """
+        # The checks below are written out inline: this is the hot path (see benchmarks/).
+        if timeout.__class__ is not float or not 0.0 <= timeout < math.inf:
+            timeout = _check_seconds(timeout, "timeout")
+        if domain is not None:
+            domain = _normalize_domain(domain)
+        sub = self._default_sub if geo is None else self._lookup(geo)
+        if sub is None:
+            try:
+                sub = self._subpool(geo)
+            except AccountError:
+                raise
+            except ProviderError as exc:
+                raise PoolExhausted(f"could not validate geo {geo!s}: {exc}") from exc
+        try:
+            with self._lock:
+                if self._closed or self._fatal is not None:
+                    self._check_open()
+                now = self._clock()
+                if now >= sub.next_due:
+                    self._maintain(sub, now)
+                if sub.usable >= self._min_size or not self._can_refill(sub, now):
+                    entry = self._take(sub, session, domain)
+                    if entry is not None:
+                        return entry.proxy
+            return self._get_slow(sub, session, domain, now + timeout)
+        finally:
+            if self._pending:
+                self._flush()
+
+    def _get_slow(
+        self, sub: _SubPool, session: Hashable | None, domain: str | None, deadline: float
+    ) -> Proxy:
+        """get() when a refill is due or nothing is usable: refill, wait, or give up."""
+        refilled = False  # one top-up per call: a get() never runs extractions back to back
+        while True:
+            refill_num = 0
+            with self._lock:
+                self._check_open()
+                now = self._clock()
+                if now >= sub.next_due:
+                    self._maintain(sub, now)
+                if not refilled and sub.usable < self._min_size and self._can_refill(sub, now):
+                    refill_num = self._begin_refill(sub)
+                else:
+                    entry = self._take(sub, session, domain)
+                    if entry is not None:
+                        return entry.proxy
+                    if self._can_refill(sub, now):
+                        refill_num = self._begin_refill(sub)
+                    else:
+                        pause = self._wait_time(sub, now, deadline, domain)
+                        self._cond.wait(pause)
+                        continue
+            if self._pending:
+                self._flush()
+            refilled = True
+            try:
+                self._run_refill(sub, refill_num)
+            except AccountError:
+                raise
+            except Exception:
+                pass  # recorded on the sub-pool (backoff, last_error); take or wait next round
+
+    def _wait_time(self, sub: _SubPool, now: float, deadline: float, domain: str | None) -> float:
+        """How long get() may sleep before something can change; raises if nothing will in time.
+
+        Caller holds the lock; nothing is usable for the request and no refill can start now.
+        """
+        can_buy = self._budget_left() > 0
+        wake = deadline
+        if can_buy and not sub.refilling:  # (an extraction in flight wakes us when it ends)
+            wake = min(wake, sub.retry_at)
+        if sub.cooling:
+            wake = min(wake, sub.cooling[0][0])
+        hopeless = not can_buy and not sub.refilling and not sub.cooling
+        if wake > now and not hopeless:
+            return wake - now
+        # Out of time, or nothing can come back: give up, saying why.
+        reason = f"no usable proxy for {sub.label}"
+        if domain is not None and sub.usable:
+            reason += f" (the {sub.usable} live ones are banned for {domain})"
+        if hopeless:
+            raise PoolExhausted(
+                f"{reason}: max_extracted={self._max_extracted} reached "
+                f"({self._extracted} IPs extracted over this pool's lifetime)"
+            ) from sub.last_error
+        if sub.refilling:
+            reason += "; an extraction is still in flight"
+        elif sub.last_error is not None:
+            reason += f"; last extraction failed: {sub.last_error}"
+        raise PoolExhausted(f"{reason} within the timeout") from sub.last_error
+
+    def try_get(
+        self, geo: GeoLike = None, *, session: Hashable | None = None, domain: str | None = None
+    ) -> Proxy | None:
+        """A usable proxy for ``geo`` right now, or ``None``. Never blocks on I/O or waits.
+
+        Meant for event loops. ``None`` means nothing is usable for this request yet (empty,
+        cooling, banned for ``domain``, or the geography not validated yet): run
+        ``refill(geo)`` in a worker thread, then try again. Raises ``PoolExhausted`` once the pool
+        is closed, the ``AccountError`` once the provider has refused the account, and
+        ``ConfigError`` for a malformed ``geo`` or ``domain``.
+        """
+        if domain is not None:
+            domain = _normalize_domain(domain)
+        sub = self._default_sub if geo is None else self._lookup(geo)
+        try:
+            with self._lock:
+                if self._closed or self._fatal is not None:
+                    self._check_open()
+                if sub is None:
+                    Geo.coerce(geo)  # a malformed geo fails here, not later in a worker thread
+                    return None
+                now = self._clock()
+                if now >= sub.next_due:
+                    self._maintain(sub, now)
+                entry = self._take(sub, session, domain)
+                return entry.proxy if entry is not None else None
+        finally:
+            if self._pending:
+                self._flush()
+
+    # -- refilling ---------------------------------------------------------------------------
+
+    def needs_refill(self, geo: GeoLike = None) -> bool:
+        """Whether ``refill(geo)`` would extract now: the sub-pool has fewer than ``min_size``
+        usable proxies (or its geography is not validated yet), no refill is in flight, the
+        provider is not being backed off from, and the budget allows. Never blocks on I/O.
+
+        For topping up ahead of time; after ``try_get()`` returned ``None``, call ``refill()``
+        whatever this says (the usable proxies may all be banned for that domain)."""
+        sub = self._lookup(geo)
+        try:
+            with self._lock:
+                if self._closed or self._fatal is not None:
+                    return False
+                if sub is None:
+                    return self._budget_left() > 0
+                now = self._clock()
+                if now >= sub.next_due:
+                    self._maintain(sub, now)
+                return sub.usable < self._min_size and self._can_refill(sub, now)
+        finally:
+            if self._pending:
+                self._flush()
+
+    def refill(self, geo: GeoLike = None, *, wait: bool = True) -> int:
+        """Extract one batch for ``geo`` now; return how many new proxies joined the pool.
+
+        Blocking I/O (validates the geography on first use, then calls the provider); meant for a
+        worker thread, and safe in any thread. Single-flight: if an extraction for this
+        geography is in flight, waits for it and returns what it added. While the pool backs off
+        after a failed or empty extraction it waits for the backoff to end (pool clock).
+        ``wait=False`` returns 0 at once instead of waiting for either. Extracts even when the
+        sub-pool holds ``min_size`` or more.
+
+        Raises the provider's error when this extraction fails (the pool then backs off),
+        ``InvalidAppKey``/``RealNameRequired`` (refilling stops for good), ``InvalidGeo``, or
+        ``PoolExhausted`` when the pool is closed or ``max_extracted`` is spent.
+        """
+        sub = self._subpool(geo)
+        try:
+            while True:
+                with self._lock:
+                    self._check_open()
+                    now = self._clock()
+                    if now >= sub.next_due:
+                        self._maintain(sub, now)
+                    if sub.refilling:
+                        if not wait:
+                            return 0
+                        generation = sub.refill_generation
+                        while sub.refill_generation == generation and not self._closed:
+                            self._cond.wait()
+                        self._check_open()
+                        return sub.last_added
+                    if self._budget_left() <= 0:
+                        raise PoolExhausted(
+                            f"max_extracted={self._max_extracted} reached: {self._extracted} IPs "
+                            "extracted over this pool's lifetime; no more will be bought"
+                        )
+                    if now < sub.retry_at:
+                        if not wait:
+                            return 0
+                        self._cond.wait(sub.retry_at - now)
+                        continue
+                    num = self._begin_refill(sub)
+                if self._pending:
+                    self._flush()
+                return self._run_refill(sub, num)
+        finally:
+            if self._pending:
+                self._flush()
+
+    def _budget_left(self) -> float:
+        if self._max_extracted is None:
+            return math.inf
+        return self._max_extracted - self._extracted - self._reserved
+
+    def _can_refill(self, sub: _SubPool, now: float) -> bool:
+        return not sub.refilling and now >= sub.retry_at and self._budget_left() > 0
+
+    def _begin_refill(self, sub: _SubPool) -> int:
+        """Mark a refill in flight and reserve its IPs; caller holds the lock."""
+        num = int(min(self._batch, self._budget_left()))
+        sub.refilling = True
+        self._reserved += num
+        return num
+
+    def _run_refill(self, sub: _SubPool, num: int) -> int:
+        """Run one extraction (no lock held) and merge its result. Only the thread that called
+        _begin_refill gets here, so this is the single flight for ``sub``."""
+        started = self._clock()
+        geo = None if sub.geo.is_anywhere else sub.geo
+        try:
+            proxies = list(self._source.extract(geo, num=num, life=self._life))
+            for proxy in proxies:
+                if not isinstance(proxy, Proxy):
+                    raise ConfigError(
+                        f"client.extract() returned a {type(proxy).__name__}, not a Proxy",
+                        field="client",
+                    )
+        except BaseException as exc:
+            self._refill_failed(sub, num, exc)
+            raise
+        with self._lock:
+            now = self._clock()
+            self._reserved -= num
+            self._extracted += len(proxies)
+            self._refills += 1
+            added = 0
+            if not self._closed:
+                if now >= sub.next_due:
+                    self._maintain(sub, now)
+                added = self._merge(sub, proxies, started + self._life * 60 - self._margin, now)
+                if added:
+                    sub.api_failures = 0
+                    sub.retry_at = -math.inf
+                    sub.last_error = None
+                else:
+                    # An empty answer (or only duplicates) is backed off like an error, so a
+                    # provider with nothing left for this geography is not asked in a loop.
+                    sub.last_error = ProviderError(
+                        f"extraction for {sub.label} returned no new proxies "
+                        f"({len(proxies)} returned, asked for {num})"
+                    )
+                    self._back_off(sub, now)
+            sub.refilling = False
+            sub.refill_generation += 1
+            sub.last_added = added
+            usable = sub.usable
+            self._wake()
+        logger.debug(
+            "refill %s: %d proxies returned, %d new, %d usable",
+            sub.label,
+            len(proxies),
+            added,
+            usable,
+        )
+        return added
+
+    def _refill_failed(self, sub: _SubPool, num: int, exc: BaseException) -> None:
+        with self._lock:
+            self._reserved -= num
+            sub.refilling = False
+            sub.refill_generation += 1
+            sub.last_added = 0
+            if isinstance(exc, Exception):
+                self._api_errors += 1
+                sub.last_error = exc
+                if isinstance(exc, AccountError):
+                    self._fatal = self._fatal or exc
+                else:
+                    self._back_off(sub, self._clock())
+            retry_in = max(0.0, sub.retry_at - self._clock())
+            self._wake()
+        if isinstance(exc, AccountError):
+            logger.error("extraction for %s refused (%s): refilling stopped", sub.label, exc)
+        elif isinstance(exc, Exception):
+            logger.warning(
+                "extraction for %s failed (%s); next try in %.1f s", sub.label, exc, retry_in
+            )
+
+    def _back_off(self, sub: _SubPool, now: float) -> None:
+        sub.retry_at = now + self._api_backoff.delay(sub.api_failures, self._rng)
+        sub.api_failures += 1
+
+    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float, now: float) -> int:
+        """Add a batch to ``sub``; returns how many entries are new. Caller holds the lock."""
+        if usable_until <= now:
+            logger.warning(
+                "extraction for %s took longer than life minus expiry_margin; batch dropped",
+                sub.label,
+            )
+            return 0
+        geo = sub.geo
+        index = sub.index
+        by_id = self._by_id
+        rotation = sub.rotation
+        batch: list[_Entry] = []
+        added = 0
+        for proxy in proxies:
+            if proxy.geo is not geo and proxy.geo != geo:
+                proxy = dataclasses.replace(proxy, geo=geo)
+            entry = index.get(proxy)
+            if entry is not None:
+                self._duplicates += 1
+                if usable_until > entry.usable_until:
+                    entry.usable_until = usable_until
+                    batch.append(entry)
+                continue
+            entry = _Entry(proxy, sub, usable_until)
+            index[proxy] = entry
+            by_id[id(proxy)] = entry
+            rotation.add(entry)
+            batch.append(entry)
+            added += 1
+        sub.usable += added
+        if batch:
+            sub.expiry.append((usable_until, batch))
+            sub.next_due = min(sub.next_due, usable_until)
+        return added
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _find(self, proxy: Proxy) -> _Entry | None:
+        """The pooled (live or cooling) entry for ``proxy``; caller holds the lock."""
+        entry = self._by_id.get(id(proxy))
+        if entry is not None and entry.proxy is proxy:
+            return entry
+        # An equal proxy that is not the object get() returned (copied, rebuilt by hand).
+        geo = proxy.geo
+        sub = self._subs.get(geo if geo is not None else _ANYWHERE)
+        if sub is not None:
+            entry = sub.index.get(proxy)
+            if entry is not None:
+                return entry
+        if geo is None:  # no geography on it: look in every sub-pool
+            for sub in self._subs.values():
+                entry = sub.index.get(proxy)
+                if entry is not None:
+                    return entry
+        return None
+
+    def report_success(self, proxy: Proxy) -> None:
+        """A request through ``proxy`` worked: reset its failure count and end any cool-down.
+        Unknown or departed proxies are ignored. Thread-safe; never blocks on I/O."""
+        with self._lock:
+            entry = self._find(proxy)
+            if entry is None:
+                return
+            self._successes += 1
+            entry.failures = 0
+            if entry.state == _COOLING:
+                self._revive(entry)
+                self._wake()
+
+    def report_failure(
+        self, proxy: Proxy, *, domain: str | None = None, banned: bool = False
+    ) -> None:
+        """A request through ``proxy`` failed.
+
+        ``banned=True`` (needs ``domain``): the target site refused the proxy; it is never handed
+        out for that domain again (case-insensitive) but keeps serving others. Otherwise (a
+        connection error, a timeout): the proxy cools down for an exponentially growing, jittered
+        time (``cooldown``) and is evicted after ``max_failures`` consecutive failures. Unknown or
+        departed proxies are ignored. Thread-safe; listeners of an eviction run after the lock is
+        released.
+        """
+        if domain is not None:
+            domain = _normalize_domain(domain)
+        elif banned:
+            raise ConfigError("report_failure(banned=True) needs the domain", field="domain")
+        try:
+            with self._lock:
+                entry = self._find(proxy)
+                if entry is None:
+                    return
+                sub = entry.sub
+                if banned:
+                    assert domain is not None
+                    if entry.bans is None:
+                        entry.bans = set()
+                    if domain not in entry.bans:
+                        entry.bans.add(domain)
+                        self._bans += 1
+                        logger.debug("proxy %s banned for %s", proxy, domain)
+                    return
+                self._failures += 1
+                entry.failures += 1
+                if entry.failures >= self._max_failures:
+                    self._evictions += 1
+                    self._remove(entry)
+                    logger.debug("proxy %s evicted after %d failures", proxy, entry.failures)
+                    return
+                if entry.state == _LIVE:
+                    sub.usable -= 1
+                    sub.cooling_count += 1
+                    entry.state = _COOLING
+                until = self._clock() + self._cooldown.delay(entry.failures - 1, self._rng)
+                entry.cool_until = until
+                heapq.heappush(sub.cooling, (until, next(self._tiebreak), entry))
+                sub.next_due = min(sub.next_due, until)
+        finally:
+            if self._pending:
+                self._flush()
+
+    # -- internal state transitions (caller holds the lock) ---------------------------------
+
+    def _revive(self, entry: _Entry) -> None:
+        sub = entry.sub
+        entry.state = _LIVE
+        sub.cooling_count -= 1
+        sub.usable += 1
+        if not entry.in_rotation:
+            entry.in_rotation = True
+            sub.rotation.add(entry)
+
+    def _remove(self, entry: _Entry) -> None:
+        sub = entry.sub
+        if entry.state == _LIVE:
+            sub.usable -= 1
+        elif entry.state == _COOLING:
+            sub.cooling_count -= 1
+        entry.state = _GONE
+        proxy = entry.proxy
+        if sub.index.get(proxy) is entry:
+            del sub.index[proxy]
+        if self._by_id.get(id(proxy)) is entry:
+            del self._by_id[id(proxy)]
+        if entry.sessions:
+            for key in entry.sessions:
+                if sub.sessions.get(key) is entry:
+                    del sub.sessions[key]
+        entry.sessions = None
+        entry.bans = None
+        self._pending.append(proxy)
+
+    def _maintain(self, sub: _SubPool, now: float) -> None:
+        """Retire expired entries and revive cooled-down ones, touching only what is due."""
+        expiry = sub.expiry
+        while expiry and expiry[0][0] <= now:
+            for entry in expiry.popleft()[1]:
+                # Skip entries a later duplicate extended (they sit in a later batch too).
+                if entry.state != _GONE and entry.usable_until <= now:
+                    self._expired += 1
+                    self._remove(entry)
+        cooling = sub.cooling
+        while cooling and cooling[0][0] <= now:
+            until, _, entry = heapq.heappop(cooling)
+            if entry.state == _COOLING and entry.cool_until == until:
+                self._revive(entry)
+        sub.next_due = min(
+            expiry[0][0] if expiry else math.inf, cooling[0][0] if cooling else math.inf
+        )
+
+    def _check_open(self) -> None:
+        if self._fatal is not None:
+            # The same exception for every caller; drop the traceback so re-raising it on every
+            # call does not grow it without end.
+            raise self._fatal.with_traceback(None)
+        if self._closed:
+            raise PoolExhausted("the pool is closed")
+
+    def _stop(self, exc: AccountError) -> None:
+        with self._lock:
+            self._api_errors += 1
+            if self._fatal is None:
+                self._fatal = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        self._cond.notify_all()
+
+    # -- listeners, stats, lifecycle ---------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[Proxy], object]) -> None:
+        """Call ``callback(proxy)`` whenever a proxy leaves the pool (expired, evicted, or on
+        ``close()``), with the object ``get()`` handed out. Called without the pool lock held,
+        from whichever thread next finishes a pool call; it must be quick and thread-safe.
+        Exceptions it raises are logged and ignored."""
+        if not callable(callback):
+            raise ConfigError("listener must be callable", field="callback")
+        with self._lock:
+            self._listeners = (*self._listeners, callback)
+
+    def remove_listener(self, callback: Callable[[Proxy], object]) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        with self._lock:
+            self._listeners = tuple(c for c in self._listeners if c != callback)
+
+    def _flush(self) -> None:
+        """Announce departed proxies to the listeners. Call without the lock held."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            listeners = self._listeners
+        for proxy in pending:
+            for callback in listeners:
+                try:
+                    callback(proxy)
+                except Exception:
+                    logger.warning("pool listener %r failed for %s", callback, proxy, exc_info=True)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the counters (see ``PoolStats``). Thread-safe; retires what expired."""
+        try:
+            with self._lock:
+                now = self._clock()
+                for sub in self._subs.values():
+                    if now >= sub.next_due:
+                        self._maintain(sub, now)
+                return PoolStats(
+                    served=self._served,
+                    extracted=self._extracted,
+                    duplicates=self._duplicates,
+                    refills=self._refills,
+                    api_errors=self._api_errors,
+                    successes=self._successes,
+                    failures=self._failures,
+                    bans=self._bans,
+                    evictions=self._evictions,
+                    expired=self._expired,
+                    live={s.label: s.usable for s in self._subs.values()},
+                    cooling={s.label: s.cooling_count for s in self._subs.values()},
+                )
+        finally:
+            if self._pending:
+                self._flush()
+
+    def __len__(self) -> int:
+        """Live proxies over all geographies, not counting cooling ones (expiry is applied
+        lazily: call ``stats()`` for an exact count now)."""
+        with self._lock:
+            return sum(s.usable for s in self._subs.values())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the pool: waiters in ``get()``/``refill()`` wake with ``PoolExhausted``, later
+        calls raise it, every pooled proxy leaves (listeners are told). Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                for sub in self._subs.values():
+                    for entry in list(sub.index.values()):
+                        self._remove(entry)
+                    sub.rotation.clear()
+                    sub.expiry.clear()
+                    sub.cooling.clear()
+                    sub.next_due = math.inf
+                self._wake()
+        self._flush()
+
+    def __enter__(self) -> ProxyPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)} live"
+        return f"<ProxyPool geo={str(self.geo)!r} strategy={self._strategy_name} {state}>"
