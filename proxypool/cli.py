@@ -764,10 +764,13 @@ def _cmd_products(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace, out: _Output) -> int:
-    from .geo import Geo
+    from .geo import Geo, LocationCatalog
 
     geo = Geo(args.country, args.state, args.city)
     with _client(args) as client:
+        if not geo.is_anywhere:
+            # Check the place against the provider's location lists before paying for IPs.
+            geo = LocationCatalog(client).validate(geo)
         proxies = client.extract(geo, num=args.num, life=args.life, ep=args.ep)
     if out.as_json:
         out.json([{"address": p.address, "host": p.host, "port": p.port} for p in proxies])

@@ -605,10 +605,28 @@ def test_products_walks_every_page(provider: HTTPServer, api_url: str, as_json: 
         assert "2 packages" in result.out
 
 
+CITIES = {
+    "list": [
+        {
+            "country_code": "US",
+            "name_en": "United States",
+            "name_zh_cn": "美国",
+            "continent_code": "NA",
+            "items": [
+                {"city": "LosAngeles", "state": "California", "country_code": "US"},
+                {"city": "NewYork", "state": "NewYork", "country_code": "US"},
+            ],
+        }
+    ]
+}
+
+
 @BOTH_MODES
 def test_extract(provider: HTTPServer, api_url: str, as_json: bool) -> None:
     # Nested lists and {ip, port} objects, as deployments send them.
     data = {"list": [["10.0.0.1:8001", "10.0.0.2:8002"], {"ip": "10.0.0.3", "port": 8003}]}
+    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
+    serve(provider, "GET", f"{PREFIX}/ip/dynamic-citys", CITIES)
     serve(provider, "GET", f"{PREFIX}/ip/v3", data)
 
     result = run_cli(
@@ -617,9 +635,9 @@ def test_extract(provider: HTTPServer, api_url: str, as_json: bool) -> None:
         "--country",
         "us",
         "--state",
-        "California",
+        "california",
         "--city",
-        "LosAngeles",
+        "losangeles",
         "--num",
         "3",
         "--life",
@@ -630,7 +648,10 @@ def test_extract(provider: HTTPServer, api_url: str, as_json: bool) -> None:
     )
 
     assert result.rc == 0, result.err
+    # The place is checked against the location lists first, and sent in the provider's spelling.
     assert sent(provider) == [
+        get(f"{PREFIX}/ip/dynamic-states"),
+        get(f"{PREFIX}/ip/dynamic-citys"),
         get(
             f"{PREFIX}/ip/v3",
             cc="US",
@@ -640,7 +661,7 @@ def test_extract(provider: HTTPServer, api_url: str, as_json: bool) -> None:
             life="30",
             format="json",
             ep="hk",
-        )
+        ),
     ]
     if as_json:
         assert result.json() == [
@@ -651,6 +672,16 @@ def test_extract(provider: HTTPServer, api_url: str, as_json: bool) -> None:
     else:
         assert result.out == "10.0.0.1:8001\n10.0.0.2:8002\n10.0.0.3:8003\n"
     assert result.err == ""
+
+
+def test_extract_unknown_state_pays_nothing(provider: HTTPServer, api_url: str) -> None:
+    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
+
+    result = run_cli("extract", "--country", "US", "--state", "Californa", api_url=api_url)
+
+    assert result.rc == 2
+    assert "California" in one_error_line(result)  # the close match is suggested
+    assert [s.path for s in sent(provider)] == [f"{PREFIX}/ip/dynamic-states"]
 
 
 @BOTH_MODES
