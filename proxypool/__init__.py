@@ -6,6 +6,13 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
+from .adapters import (
+    NoProxyAvailable,
+    ProxyBanned,
+    ProxyPoolAdapter,
+    ProxyRequestFailed,
+    wrap_session,
+)
 from .api import ProviderClient
 from .errors import (
     AccountError,
@@ -55,6 +62,7 @@ __all__ = [
     "InvalidGeo",
     "LocationCatalog",
     "LocationItem",
+    "NoProxyAvailable",
     "Order",
     "PoolExhausted",
     "PoolStats",
@@ -64,8 +72,11 @@ __all__ = [
     "ProviderClient",
     "ProviderError",
     "Proxy",
+    "ProxyBanned",
     "ProxyPool",
+    "ProxyPoolAdapter",
     "ProxyPoolError",
+    "ProxyRequestFailed",
     "ProxySource",
     "RealNameRequired",
     "StaticIp",
@@ -73,6 +84,7 @@ __all__ = [
     "StaticIpStatus",
     "StatusBanPolicy",
     "__version__",
+    "wrap_session",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -18,6 +18,9 @@ from proxypool import api, errors, models
 
 # Names that must stay importable from the top level (DESIGN.md: client, models, errors, Geo).
 PROMISED = {
+    "ProxyPoolAdapter",
+    "wrap_session",
+    "NoProxyAvailable",
     "ProviderClient",
     "LocationCatalog",
     "ProxyPool",

@@ -1,0 +1,400 @@
+"""The requests transport adapter: every request through a pooled proxy, never directly.
+
+:class:`ProxyPoolAdapter` is an ``HTTPAdapter`` whose ``send()`` takes a proxy from a
+:class:`~proxypool.pool.ProxyPool` for each request and hands it to ``HTTPAdapter.send()`` as
+``proxies=``, so requests keeps doing what it does well: proxy auth from the URL's credentials,
+CONNECT tunnels for https, connection pooling per proxy. Around that it
+
+- reports each outcome to the pool: success, failure (connection refused or reset, proxy errors,
+  timeouts, a 407 from the proxy) or a ban for the target's host (statuses in ``ban_statuses``,
+  or a pluggable :class:`~proxypool.policy.BanPolicy`);
+- retries a failed or banned request on another proxy, up to ``max_proxy_retries`` times, when
+  the request body can be replayed; the final failure raises :class:`ProxyRequestFailed` or
+  :class:`ProxyBanned`, naming the proxies tried (host:port only);
+- raises :class:`NoProxyAvailable` when the pool cannot supply a proxy: the request is never sent
+  directly;
+- lets an explicit proxy win: ``proxies=`` on the call, or the session's ``proxies`` setting,
+  skips the pool for that request (proxies from the environment, ``HTTP_PROXY`` and friends, do
+  not: with the pool mounted, the pool decides);
+- drops urllib3's per-proxy connection managers when a proxy leaves the pool (expired, evicted),
+  so memory stays flat over long runs: ``HTTPAdapter.proxy_manager`` otherwise keeps one manager,
+  with its open connections, for every proxy URL it ever saw (psf/requests#5726).
+
+Exceptions (each is a ``ProxyPoolError`` and a ``requests.RequestException``)::
+
+    NoProxyAvailable     PoolExhausted + requests.ConnectionError: the pool had no proxy to give
+    ProxyRequestFailed   ProxyPoolError + requests.ConnectionError: every proxy tried failed
+    ProxyBanned          ProxyPoolError + requests.HTTPError: every proxy tried was banned
+
+Thread-safety: one adapter (one session) may be shared by any number of threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ConnectTimeout, ProxyError, ReadTimeout, SSLError
+from requests.models import PreparedRequest, Response
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed, rewind_body, select_proxy
+
+from ._redact import install_log_redaction, redact
+from .errors import ConfigError, PoolExhausted, ProviderError, ProxyPoolError
+from .geo import Geo
+from .models import Proxy
+from .policy import DEFAULT_BAN_STATUSES, BanPolicy, StatusBanPolicy
+from .pool import GeoLike, ProxyPool
+
+__all__ = [
+    "NoProxyAvailable",
+    "ProxyBanned",
+    "ProxyPoolAdapter",
+    "ProxyRequestFailed",
+    "wrap_session",
+]
+
+logger = logging.getLogger(__name__)
+
+# Errors that say "this proxy did not deliver": retried elsewhere and counted against the proxy.
+# (requests' ConnectionError also covers SSLError, which is the target's certificate, not the
+# proxy: excluded below.)
+_PROXY_FAILURES = (ProxyError, ConnectTimeout, ReadTimeout, requests.exceptions.ConnectionError)
+_PROXY_AUTH_REQUIRED = 407
+_MAX_ERROR_TEXT = 300
+
+
+class NoProxyAvailable(PoolExhausted, requests.exceptions.ConnectionError):
+    """The pool could not supply a proxy, so the request was not sent (never directly).
+
+    ``proxies_tried`` lists the proxies (``host:port``) that already failed for this request, if
+    any; the pool's own error is chained as ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxies_tried: tuple[str, ...] = (),
+        request: PreparedRequest | None = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.proxies_tried = proxies_tried
+
+
+class ProxyRequestFailed(ProxyPoolError, requests.exceptions.ConnectionError):
+    """Every proxy tried for a request failed (connection error, timeout, proxy error).
+
+    ``proxies_tried`` lists them (``host:port``) in order; ``last_error`` is the last
+    requests exception (also chained as ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxies_tried: tuple[str, ...],
+        last_error: BaseException,
+        request: PreparedRequest | None = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.proxies_tried = proxies_tried
+        self.last_error = last_error
+
+
+class ProxyBanned(ProxyPoolError, requests.exceptions.HTTPError):
+    """Every proxy tried for a request was banned by the target.
+
+    ``proxies_tried`` lists them (``host:port``); ``response`` is the last (ban) response, its
+    body already read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxies_tried: tuple[str, ...],
+        response: Response,
+        request: PreparedRequest | None = None,
+    ) -> None:
+        super().__init__(message, response=response, request=request)
+        self.proxies_tried = proxies_tried
+
+
+class _ProxyDeparted:
+    """The pool listener of one adapter. Holds the adapter weakly, so an adapter dropped without
+    ``close()`` is not kept alive by the pool; the listener then unregisters itself."""
+
+    def __init__(self, adapter: ProxyPoolAdapter, pool: ProxyPool) -> None:
+        self._adapter = weakref.ref(adapter)
+        self._pool = pool
+
+    def __call__(self, proxy: Proxy) -> None:
+        adapter = self._adapter()
+        if adapter is None:
+            self._pool.remove_listener(self)
+            return
+        adapter._forget(proxy)
+
+
+class ProxyPoolAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` that sends every request through a proxy from ``pool``.
+
+    ``geo``: the geography to ask the pool for (default: the pool's). ``session_key``: a sticky
+    key; requests through this adapter keep one proxy while it stays good, then move on together.
+    ``ban_statuses``: response statuses that mean "this site banned this proxy" (default 403,
+    429); ``ban_policy``: an extra :class:`~proxypool.policy.BanPolicy` consulted with the status
+    and the body (the body is read for it, except on ``stream=True`` requests, where it sees
+    ``b""``). ``max_proxy_retries``: how many other proxies to try after the first fails or is
+    banned (only when the body can be replayed). ``pool_timeout``: seconds to wait for the pool
+    to supply a proxy. Other keyword arguments go to ``HTTPAdapter`` (``pool_maxsize``, ...).
+
+    Call :meth:`close` (or close the session) when done: it also unregisters from the pool.
+    """
+
+    def __init__(
+        self,
+        pool: ProxyPool,
+        *,
+        geo: GeoLike = None,
+        session_key: Hashable | None = None,
+        ban_statuses: Iterable[int] = DEFAULT_BAN_STATUSES,
+        ban_policy: BanPolicy | None = None,
+        max_proxy_retries: int = 3,
+        pool_timeout: float = 30.0,
+        **adapter_kwargs: Any,
+    ) -> None:
+        if not all(callable(getattr(pool, m, None)) for m in ("get", "report_failure")):
+            raise ConfigError("pool must be a ProxyPool", field="pool")
+        if isinstance(max_proxy_retries, bool) or not isinstance(max_proxy_retries, int):
+            raise ConfigError(
+                f"max_proxy_retries must be an integer >= 0, not {max_proxy_retries!r}",
+                field="max_proxy_retries",
+            )
+        if max_proxy_retries < 0:
+            raise ConfigError(
+                f"max_proxy_retries must be >= 0, not {max_proxy_retries}",
+                field="max_proxy_retries",
+            )
+        if (
+            isinstance(pool_timeout, bool)
+            or not isinstance(pool_timeout, int | float)
+            or not 0 <= pool_timeout < float("inf")
+        ):
+            raise ConfigError(
+                f"pool_timeout must be a finite number of seconds >= 0, not {pool_timeout!r}",
+                field="pool_timeout",
+            )
+        if ban_policy is not None and not callable(getattr(ban_policy, "is_ban", None)):
+            raise ConfigError(
+                "ban_policy must have an is_ban(status, body) method", field="ban_policy"
+            )
+        if session_key is not None:
+            try:
+                hash(session_key)
+            except TypeError:
+                raise ConfigError("session_key must be hashable", field="session_key") from None
+        # Validates the statuses (ConfigError naming ban_statuses) and freezes them.
+        self.ban_statuses = StatusBanPolicy(ban_statuses).statuses
+        # A malformed geo fails here; whether the place exists, the pool checks on first use.
+        self.geo: Geo | None = None if geo is None else Geo.coerce(geo)
+        self.pool = pool
+        self.session_key = session_key
+        self.ban_policy = ban_policy
+        self.max_proxy_retries = max_proxy_retries
+        self.pool_timeout = float(pool_timeout)
+        # Guards self.proxy_manager: requests reads it check-then-get, the pool listener pops.
+        self._managers_lock = threading.Lock()
+        super().__init__(**adapter_kwargs)
+        install_log_redaction()
+        self._listener: _ProxyDeparted | None = _ProxyDeparted(self, pool)
+        pool.add_listener(self._listener)
+
+    # -- requests' hooks ------------------------------------------------------------------------
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send ``request`` through a pooled proxy (see the class docstring). Thread-safe."""
+        url = request.url or ""
+        if proxies and self._explicit_proxy(url, proxies):
+            return super().send(request, stream, timeout, verify, cert, dict(proxies))
+
+        domain = urlsplit(url).hostname
+        replayable = _replayable(request)
+        attempts = 1 + (self.max_proxy_retries if replayable else 0)
+        tried: list[Proxy] = []
+        last_error: BaseException | None = None
+        last_ban: Response | None = None
+        for attempt in range(attempts):
+            if attempt and request.body is not None and not isinstance(request.body, bytes | str):
+                rewind_body(request)
+            proxy = self._take(request, domain, tried)
+            tried.append(proxy)
+            proxy_url = proxy.url
+            try:
+                response = super().send(
+                    request, stream, timeout, verify, cert, {"http": proxy_url, "https": proxy_url}
+                )
+            except SSLError:
+                raise  # the target's TLS, not the proxy's doing: retrying elsewhere cannot help
+            except _PROXY_FAILURES as exc:
+                self.pool.report_failure(proxy)
+                last_error = exc
+                logger.debug("proxy %s failed for %s (%s)", proxy, domain, type(exc).__name__)
+                continue
+            status = response.status_code
+            if status == _PROXY_AUTH_REQUIRED:
+                _discard(response)
+                self.pool.report_failure(proxy)
+                last_error = ProxyError(f"proxy {proxy} answered 407 Proxy Authentication Required")
+                logger.debug("proxy %s refused its credentials (407)", proxy)
+                continue
+            if self._is_ban(response, stream):
+                if not stream:
+                    _ = response.content  # read now: the connection goes back to its pool
+                self.pool.report_failure(proxy, domain=domain, banned=True)
+                logger.debug("proxy %s banned by %s (HTTP %d)", proxy, domain, status)
+                if last_ban is not None:
+                    last_ban.close()
+                last_ban = response
+                last_error = None
+                continue
+            if last_ban is not None:
+                last_ban.close()
+            self.pool.report_success(proxy)
+            return response
+
+        names = tuple(str(p) for p in tried)
+        where = _describe(request)
+        retry_note = "" if replayable else " (the body could not be replayed, so no retry)"
+        if last_ban is not None and last_error is None:
+            raise ProxyBanned(
+                f"{where}: banned (HTTP {last_ban.status_code}) through every proxy tried: "
+                f"{', '.join(names)}{retry_note}",
+                proxies_tried=names,
+                response=last_ban,
+                request=request,
+            )
+        assert last_error is not None
+        if last_ban is not None:
+            last_ban.close()
+        raise ProxyRequestFailed(
+            f"{where}: failed through every proxy tried: {', '.join(names)}{retry_note}; "
+            f"last error: {type(last_error).__name__}: {_error_text(last_error, tried)}",
+            proxies_tried=names,
+            last_error=last_error,
+            request=request,
+        ) from last_error
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """requests' method, under a lock shared with the pool listener that evicts managers."""
+        with self._managers_lock:
+            return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def close(self) -> None:
+        """Close every connection and stop listening to the pool. Idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self.pool.remove_listener(listener)
+        with self._managers_lock:
+            super().close()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _explicit_proxy(self, url: str, proxies: Mapping[str, str]) -> bool:
+        """Whether ``proxies`` names a proxy for ``url`` that the caller chose (the call's or the
+        session's), rather than one requests merged in from the environment."""
+        chosen = select_proxy(url, dict(proxies))
+        if not chosen:
+            return False
+        environment = get_environ_proxies(url, no_proxy=proxies.get("no_proxy"))
+        return bool(select_proxy(url, environment) != chosen)
+
+    def _take(self, request: PreparedRequest, domain: str | None, tried: list[Proxy]) -> Proxy:
+        try:
+            return self.pool.get(
+                self.geo, session=self.session_key, domain=domain, timeout=self.pool_timeout
+            )
+        except (PoolExhausted, ProviderError) as exc:
+            names = tuple(str(p) for p in tried)
+            after = f" after {', '.join(names)} failed" if names else ""
+            raise NoProxyAvailable(
+                f"{_describe(request)}: not sent, no proxy available{after}: {exc}",
+                proxies_tried=names,
+                request=request,
+            ) from exc
+
+    def _is_ban(self, response: Response, stream: bool) -> bool:
+        if response.status_code in self.ban_statuses:
+            return True
+        if self.ban_policy is None:
+            return False
+        body = b"" if stream else response.content
+        return bool(self.ban_policy.is_ban(response.status_code, body))
+
+    def _forget(self, proxy: Proxy) -> None:
+        """Drop (and close) the connection manager requests keeps for ``proxy``."""
+        url = proxy.url
+        # requests stores managers under the URL as normalised by this (untyped) helper.
+        keys = {url, prepend_scheme_if_needed(url, "http")}  # type: ignore[no-untyped-call]
+        with self._managers_lock:
+            managers = [m for m in (self.proxy_manager.pop(k, None) for k in keys) if m]
+        for manager in managers:
+            manager.clear()
+
+
+def wrap_session(
+    session: requests.Session, pool: ProxyPool, *, geo: GeoLike = None, **kwargs: Any
+) -> requests.Session:
+    """Mount a :class:`ProxyPoolAdapter` on ``session`` for ``http://`` and ``https://`` (one
+    adapter for both, replacing the session's) and return the session. ``kwargs`` go to the
+    adapter (``session_key=``, ``ban_statuses=``, ``max_proxy_retries=``, ...)."""
+    adapter = ProxyPoolAdapter(pool, geo=geo, **kwargs)
+    for prefix in ("https://", "http://"):
+        previous = session.adapters.get(prefix)
+        session.mount(prefix, adapter)
+        if previous is not None and previous is not adapter:
+            previous.close()
+    return session
+
+
+def _replayable(request: PreparedRequest) -> bool:
+    """Whether the body can be sent again: none, bytes/str, or a file requests can rewind."""
+    body = request.body
+    if body is None or isinstance(body, bytes | str):
+        return True
+    return isinstance(getattr(request, "_body_position", None), int)
+
+
+def _discard(response: Response) -> None:
+    """Read and release a response we will not return, so its connection can be reused."""
+    with contextlib.suppress(requests.RequestException):
+        _ = response.content
+    response.close()
+
+
+def _describe(request: PreparedRequest) -> str:
+    """``METHOD scheme://host[:port]/path``: no credentials, no query string."""
+    parts = urlsplit(request.url or "")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{request.method} {parts.scheme}://{host}{port}{parts.path}"
+
+
+def _error_text(exc: BaseException, tried: list[Proxy]) -> str:
+    secrets = [p.password for p in tried]
+    text = redact(str(exc), secrets)
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "..."

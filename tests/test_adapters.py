@@ -1,0 +1,693 @@
+"""Tests of the requests adapter with real parts: proxy.py relays, a recording target site, a real
+ProxyPool, real requests sessions, and the real ProviderClient against pytest-httpserver.
+
+The pool is fed either by ``RelaySource`` (hands out the fleet's relays: real proxies, no HTTP to
+a provider) or by ``ProviderClient`` talking to a pytest-httpserver that answers ``ip/v3`` with the
+relays' addresses.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import itertools
+import logging
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from pytest_httpserver import HTTPServer
+
+from proxypool.adapters import (
+    NoProxyAvailable,
+    ProxyBanned,
+    ProxyPoolAdapter,
+    ProxyRequestFailed,
+    wrap_session,
+)
+from proxypool.api import ProviderClient
+from proxypool.errors import ConfigError, PoolExhausted, ProxyPoolError
+from proxypool.geo import Geo
+from proxypool.models import Proxy
+from proxypool.policy import Backoff
+from proxypool.pool import ProxyPool
+from proxypool.sim.relays import RelayFleet
+from proxypool.sim.target import CAPTCHA_MARKER, TargetSite
+
+MakeFleet = Callable[..., RelayFleet]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+class RelaySource:
+    """A ProxySource handing out a fixed list of (real) proxies on every extraction."""
+
+    def __init__(self, proxies: Iterable[Proxy]) -> None:
+        self.proxies = list(proxies)
+        self.calls = 0
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        self.calls += 1
+        return self.proxies[:num]
+
+
+class FreshCredentials:
+    """A ProxySource returning ``batch`` never-seen proxy URLs per extraction: one real relay
+    (without auth, so it accepts any credentials) under distinct usernames."""
+
+    def __init__(self, relay_host: str, relay_port: int) -> None:
+        self.host, self.port = relay_host, relay_port
+        self.counter = itertools.count()
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        return [
+            Proxy(self.host, self.port, username=f"user{next(self.counter)}", password="pw")
+            for _ in range(num)
+        ]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CaptchaPolicy:
+    """A body-based ban policy: the target's captcha page is a ban."""
+
+    def is_ban(self, status: int, body: bytes = b"") -> bool:
+        return CAPTCHA_MARKER.encode() in body
+
+
+def make_pool(proxies: Iterable[Proxy], **kwargs: Any) -> ProxyPool:
+    proxies = list(proxies)
+    kwargs.setdefault("min_size", 0)
+    kwargs.setdefault("batch", max(1, len(proxies)))
+    # Failed proxies stay out for the whole test (no cool-down ending mid-test).
+    kwargs.setdefault("cooldown", Backoff(base=600.0, cap=600.0, jitter=0.0))
+    return ProxyPool(RelaySource(proxies), **kwargs)
+
+
+@pytest.fixture
+def sessions() -> Iterator[Callable[..., requests.Session]]:
+    """Factory of wrapped sessions (``wrap_session`` arguments), closed at teardown."""
+    made: list[requests.Session] = []
+
+    def make(pool: ProxyPool, **kwargs: Any) -> requests.Session:
+        session = wrap_session(requests.Session(), pool, **kwargs)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()
+
+
+Sessions = Callable[..., requests.Session]
+
+
+# --------------------------------------------------------------------------------------------
+# rotation, dead and banned proxies
+# --------------------------------------------------------------------------------------------
+
+
+def test_requests_rotate_over_every_proxy(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+
+    statuses = [
+        session.get(target_site.url_for(f"/page/{n}"), timeout=10).status_code for n in range(20)
+    ]
+
+    assert statuses == [200] * 20
+    assert target_site.hits_by_relay() == dict.fromkeys(relay_fleet.names, 5)
+    assert target_site.direct_hits() == []
+    assert pool.stats()["successes"] == 20
+
+
+def test_a_dead_proxy_is_routed_around_and_every_request_succeeds(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(3)
+    fleet.kill("relay-1")
+    pool = make_pool(fleet.proxies())
+    session = sessions(pool)
+
+    statuses = [session.get(target_site.url_for("/"), timeout=10).status_code for _ in range(12)]
+
+    assert statuses == [200] * 12
+    assert set(target_site.hits_by_relay()) == {"relay-0", "relay-2"}
+    assert target_site.count() == 12
+    assert pool.stats()["failures"] == 1  # tried once, then cooling for the rest of the test
+
+
+def test_a_banned_proxy_is_routed_around_and_every_request_succeeds(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    target_site.ban("relay-2", 403)
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+
+    statuses = [session.get(target_site.url_for("/"), timeout=10).status_code for _ in range(12)]
+
+    assert statuses == [200] * 12
+    assert [(hit.relay, hit.status) for hit in target_site.banned_hits()] == [("relay-2", 403)]
+    assert target_site.paths_served_ok() == {"/"}
+    assert pool.stats()["bans"] == 1
+
+
+def test_a_pluggable_ban_policy_catches_captcha_pages(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    target_site.ban("relay-0", captcha=True)
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool, ban_policy=CaptchaPolicy())
+
+    responses = [session.get(target_site.url_for("/page/4"), timeout=10) for _ in range(8)]
+
+    assert all(CAPTCHA_MARKER not in r.text and "page 4" in r.text for r in responses)
+    assert len(target_site.banned_hits()) == 1
+    assert pool.stats()["bans"] == 1
+
+
+def test_every_proxy_banned_raises_naming_the_proxies_tried(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(3)
+    for name in fleet.names:
+        target_site.ban(name, 429)
+    pool = make_pool(fleet.proxies(), max_failures=10)
+    session = sessions(pool, max_proxy_retries=2, pool_timeout=0.5)
+
+    with pytest.raises(ProxyBanned) as caught:
+        session.get(target_site.url_for("/page/1"), timeout=10)
+
+    error = caught.value
+    assert isinstance(error, requests.exceptions.HTTPError)
+    assert isinstance(error, ProxyPoolError)
+    assert error.response is not None and error.response.status_code == 429
+    assert sorted(error.proxies_tried) == sorted(relay.address for relay in fleet)
+    for relay in fleet:
+        assert relay.address in str(error)
+    assert target_site.count() == 3
+
+
+def test_a_proxy_refusing_its_credentials_counts_as_failed(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(2, auth=("crawler", "Right0pass"))
+    wrong = Proxy(fleet["relay-0"].host, fleet["relay-0"].port, username="crawler", password="no")
+    pool = make_pool([wrong, fleet["relay-1"].proxy])
+    session = sessions(pool)
+
+    responses = [session.get(target_site.url_for("/"), timeout=10) for _ in range(4)]
+
+    assert [r.status_code for r in responses] == [200] * 4
+    assert target_site.hits_by_relay() == {"relay-1": 4}
+    assert pool.stats()["failures"] == 1
+    # The retried request carries no credentials of the proxy tried first, nor any of its own.
+    assert "Proxy-Authorization" not in responses[0].request.headers
+    assert all(hit.header("Proxy-Authorization") is None for hit in target_site.hits())
+
+
+# --------------------------------------------------------------------------------------------
+# https through CONNECT
+# --------------------------------------------------------------------------------------------
+
+
+def test_https_goes_through_connect_tunnels_of_the_pooled_proxies(
+    relay_fleet: RelayFleet, tls_target_site: TargetSite, sessions: Sessions
+) -> None:
+    tls_target_site.know_relays(relay_fleet)
+    tunnels_before = {relay.name: len(relay.tunnels()) for relay in relay_fleet}
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+    # Per call: requests lets REQUESTS_CA_BUNDLE from the environment override session.verify.
+    verify = str(tls_target_site.cert_path)
+
+    statuses = [
+        session.get(tls_target_site.url_for(f"/page/{n}"), timeout=10, verify=verify).status_code
+        for n in range(8)
+    ]
+
+    assert statuses == [200] * 8
+    assert tls_target_site.hits_by_relay() == dict.fromkeys(relay_fleet.names, 2)
+    assert tls_target_site.direct_hits() == []
+    target = f"127.0.0.1:{tls_target_site.port}"
+    for relay in relay_fleet:
+        new_tunnels = relay.tunnels()[tunnels_before[relay.name] :]
+        assert new_tunnels and set(new_tunnels) == {target}
+
+
+def test_https_bans_are_routed_around(
+    relay_fleet: RelayFleet, tls_target_site: TargetSite, sessions: Sessions
+) -> None:
+    tls_target_site.know_relays(relay_fleet)
+    tls_target_site.ban("relay-1", 403)
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+    verify = str(tls_target_site.cert_path)
+
+    statuses = [
+        session.get(tls_target_site.url_for("/"), timeout=10, verify=verify).status_code
+        for _ in range(8)
+    ]
+
+    assert statuses == [200] * 8
+    assert [hit.relay for hit in tls_target_site.banned_hits()] == ["relay-1"]
+
+
+def test_a_target_certificate_error_is_not_blamed_on_the_proxy(
+    relay_fleet: RelayFleet, tls_target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)  # verify=True: the self-signed certificate is not trusted
+
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(tls_target_site.url_for("/"), timeout=10)
+
+    stats = pool.stats()
+    assert (stats["served"], stats["failures"]) == (1, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# threads
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_wrapped_session_shared_by_8_threads_x_100_requests(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+
+    def worker(thread: int) -> list[int]:
+        return [
+            session.get(target_site.url_for(f"/page/{(thread + i) % 20}"), timeout=10).status_code
+            for i in range(100)
+        ]
+
+    with ThreadPoolExecutor(8) as executor:
+        results = list(executor.map(worker, range(8)))
+
+    assert results == [[200] * 100] * 8
+    assert target_site.count() == 800
+    assert target_site.direct_hits() == []
+    by_relay = target_site.hits_by_relay()
+    assert set(by_relay) == set(relay_fleet.names)
+    assert min(by_relay.values()) >= 100  # spread over all four, not stuck on one
+    assert pool.stats()["successes"] == 800
+
+
+# --------------------------------------------------------------------------------------------
+# fail closed
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_exhausted_pool_raises_and_the_target_receives_nothing(
+    target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool([], api_backoff=Backoff(base=600.0, cap=600.0, jitter=0.0))
+    session = sessions(pool, pool_timeout=0.2)
+
+    with pytest.raises(NoProxyAvailable) as caught:
+        session.get(target_site.url_for("/"), timeout=10)
+
+    error = caught.value
+    assert isinstance(error, PoolExhausted)
+    assert isinstance(error, ProxyPoolError)
+    assert isinstance(error, requests.exceptions.RequestException)
+    assert isinstance(error.__cause__, PoolExhausted)
+    assert "not sent" in str(error)
+    assert target_site.count() == 0
+
+
+def test_a_closed_pool_raises_and_the_target_receives_nothing(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+    assert session.get(target_site.url_for("/"), timeout=10).ok
+    pool.close()
+
+    with pytest.raises(NoProxyAvailable):
+        session.get(target_site.url_for("/"), timeout=10)
+    assert [hit.direct for hit in target_site.hits()] == [False]
+
+
+def test_all_proxies_dead_fails_with_the_proxies_tried_and_never_goes_direct(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(2)
+    for name in fleet.names:
+        fleet.kill(name)
+    pool = make_pool(fleet.proxies())
+    session = sessions(pool, pool_timeout=0.2)
+
+    with pytest.raises(NoProxyAvailable) as caught:
+        session.get(target_site.url_for("/"), timeout=10)
+
+    assert sorted(caught.value.proxies_tried) == sorted(relay.address for relay in fleet)
+    assert target_site.count() == 0
+
+
+def test_retries_exhausted_raise_proxy_request_failed_naming_the_proxies(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(3)
+    for name in fleet.names:
+        fleet.kill(name)
+    pool = make_pool(fleet.proxies())
+    session = sessions(pool, max_proxy_retries=2)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.get(target_site.url_for("/"), timeout=10)
+
+    error = caught.value
+    assert isinstance(error, requests.exceptions.ConnectionError)
+    assert isinstance(error.last_error, requests.exceptions.ProxyError)
+    assert error.__cause__ is error.last_error
+    assert error.proxies_tried == tuple(relay.address for relay in fleet)
+    assert all(relay.address in str(error) for relay in fleet)
+    assert target_site.count() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# replay rules
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", [b"0123456789", "0123456789", io.BytesIO(b"0123456789")], ids=["bytes", "str", "file"]
+)
+def test_a_replayable_body_is_sent_again_on_the_next_proxy(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions, body: Any
+) -> None:
+    fleet = make_relay_fleet(2)
+    fleet.kill("relay-0")
+    pool = make_pool(fleet.proxies())  # relay-0 (dead) comes first in the rotation
+    session = sessions(pool)
+
+    response = session.post(target_site.url_for("/echo"), data=body, timeout=10)
+
+    assert response.json()["body_length"] == 10
+    assert pool.stats()["failures"] == 1
+    assert target_site.hits_by_relay() == {"relay-1": 1}
+
+
+def test_a_streaming_body_is_not_retried(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(2)
+    fleet.kill("relay-0")
+    pool = make_pool(fleet.proxies())
+    session = sessions(pool)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.post(target_site.url_for("/echo"), data=iter([b"a", b"b"]), timeout=10)
+
+    assert caught.value.proxies_tried == (fleet["relay-0"].address,)
+    assert "could not be replayed" in str(caught.value)
+    assert target_site.count() == 0
+
+
+def test_max_proxy_retries_zero_means_one_attempt(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(2)
+    fleet.kill("relay-0")
+    pool = make_pool(fleet.proxies())
+    session = sessions(pool, max_proxy_retries=0)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.get(target_site.url_for("/"), timeout=10)
+    assert caught.value.proxies_tried == (fleet["relay-0"].address,)
+    assert session.get(target_site.url_for("/"), timeout=10).ok  # the next proxy works
+
+
+# --------------------------------------------------------------------------------------------
+# explicit proxies win; sticky sessions
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_explicit_proxies_argument_skips_the_pool(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies(["relay-0"]))
+    session = sessions(pool)
+
+    response = session.get(
+        target_site.url_for("/"), proxies={"http": relay_fleet["relay-3"].url}, timeout=10
+    )
+
+    assert response.ok
+    assert target_site.hits_by_relay() == {"relay-3": 1}
+    assert pool.stats()["served"] == 0
+
+
+def test_the_sessions_own_proxies_skip_the_pool(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies(["relay-0"]))
+    session = sessions(pool)
+    session.proxies = {"http": relay_fleet["relay-2"].url}
+
+    assert session.get(target_site.url_for("/"), timeout=10).ok
+    assert target_site.hits_by_relay() == {"relay-2": 1}
+    assert pool.stats()["served"] == 0
+
+
+def test_proxies_from_the_environment_do_not_bypass_the_pool(
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    sessions: Sessions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", relay_fleet["relay-3"].url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # would even send it directly
+    pool = make_pool(relay_fleet.proxies(["relay-0"]))
+    session = sessions(pool)
+
+    assert session.get(target_site.url_for("/"), timeout=10).ok
+    monkeypatch.delenv("NO_PROXY")
+    assert session.get(target_site.url_for("/"), timeout=10).ok
+
+    assert target_site.hits_by_relay() == {"relay-0": 2}
+
+
+def test_a_session_key_pins_one_proxy_while_it_is_good(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool, session_key="basket-42")
+
+    for _ in range(5):
+        assert session.get(target_site.url_for("/"), timeout=10).ok
+    (first,) = target_site.hits_by_relay()
+    target_site.ban(first, 403)
+    target_site.clear()
+    for _ in range(5):
+        assert session.get(target_site.url_for("/"), timeout=10).ok
+
+    after = [hit.relay for hit in target_site.hits() if not hit.banned]
+    assert len(set(after)) == 1 and after[0] != first
+    assert [hit.relay for hit in target_site.banned_hits()] == [first]
+
+
+# --------------------------------------------------------------------------------------------
+# the real ProviderClient as the source
+# --------------------------------------------------------------------------------------------
+
+APP_KEY = "AppKeyS3cr3t0987654321"
+
+
+def _serve_extraction(httpserver: HTTPServer, fleet: RelayFleet) -> None:
+    # The seed's shape: data.list nests the "ip:port" strings.
+    httpserver.expect_request("/openapi/ip/v3").respond_with_json(
+        {"code": 200, "msg": "success", "data": {"list": [[r.address for r in fleet]]}}
+    )
+
+
+def test_a_pool_fed_by_the_provider_client_sends_through_the_extracted_proxies(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions, httpserver: HTTPServer
+) -> None:
+    _serve_extraction(httpserver, relay_fleet)
+    client = ProviderClient(APP_KEY, base_url=httpserver.url_for("/openapi"), timeout=5)
+    pool = ProxyPool(client, batch=4, min_size=0)
+    session = sessions(pool)
+
+    statuses = [session.get(target_site.url_for("/"), timeout=10).status_code for _ in range(8)]
+
+    assert statuses == [200] * 8
+    assert target_site.hits_by_relay() == dict.fromkeys(relay_fleet.names, 2)
+    (extraction,) = [request for request, _ in httpserver.log]
+    assert extraction.args["app_key"] == APP_KEY
+    assert extraction.args["num"] == "4"
+
+
+# --------------------------------------------------------------------------------------------
+# secrets
+# --------------------------------------------------------------------------------------------
+
+
+def _all_text(caplog: pytest.LogCaptureFixture, errors: list[BaseException]) -> str:
+    # werkzeug is pytest-httpserver's own access log: the provider's side, not ours.
+    records = "\n".join(
+        f"{r.name} {r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if not r.name.startswith("werkzeug")
+    )
+    failures = "\n".join("".join(traceback.format_exception(e)) + repr(e) for e in errors)
+    return records + "\n" + failures
+
+
+def test_no_app_key_or_proxy_password_in_any_debug_record_or_error(
+    make_relay_fleet: MakeFleet,
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    httpserver: HTTPServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "Pr0xyPassw0rdXYZ"
+    errors: list[BaseException] = []
+
+    # Part 1: the provider client extracts (app_key in its query strings), requests go out.
+    _serve_extraction(httpserver, relay_fleet)
+    client = ProviderClient(APP_KEY, base_url=httpserver.url_for("/openapi"), timeout=5)
+    session = sessions(ProxyPool(client, batch=4, min_size=0))
+    assert session.get(target_site.url_for("/"), timeout=10).ok
+
+    # Part 2: password-protected relays: success, https, a ban, a dead relay, a wrong password.
+    fleet = make_relay_fleet(3, auth=("crawler", password))
+    target_site.ban("relay-1", 403)
+    wrong = Proxy(fleet["relay-2"].host, fleet["relay-2"].port, username="crawler", password="x")
+    pool = make_pool([*fleet.proxies(["relay-0", "relay-1"]), wrong])
+    session = sessions(pool, pool_timeout=0.2)
+    verify = str(tls_target_site.cert_path)
+    for _ in range(4):
+        assert session.get(target_site.url_for("/"), timeout=10).ok
+        assert session.get(tls_target_site.url_for("/"), timeout=10, verify=verify).ok
+    fleet.kill("relay-0")
+    for url in (target_site.url_for("/"), tls_target_site.url_for("/")):
+        try:
+            session.get(url, timeout=10, verify=verify)
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    assert errors, "the dead relay should have made the last requests fail"
+    text = _all_text(caplog, errors)
+    assert "proxy 127.0.0.1" in text  # the scan sees the adapter's own records
+    assert APP_KEY not in text
+    assert password not in text
+    for _, response in httpserver.log:
+        assert APP_KEY not in response.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------------------------
+# memory: per-proxy connection managers are dropped when proxies leave the pool
+# --------------------------------------------------------------------------------------------
+
+
+def test_connection_managers_of_departed_proxies_are_dropped(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    relay = relay_fleet["relay-0"]
+    clock = FakeClock()
+    pool = ProxyPool(
+        FreshCredentials(relay.host, relay.port),
+        life=1,
+        batch=4,
+        min_size=1,
+        expiry_margin=0.0,
+        clock=clock,
+    )
+    session = sessions(pool)
+    adapter = session.get_adapter("http://")
+    assert isinstance(adapter, ProxyPoolAdapter)
+
+    most = 0
+    for _ in range(60):
+        assert session.get(target_site.url_for("/"), timeout=10).ok
+        most = max(most, len(adapter.proxy_manager))
+        clock.now += 10.0  # a 60 s life: each proxy expires after six requests
+
+    assert pool.stats()["expired"] >= 40  # ~60 distinct proxy URLs went through the session
+    assert most <= 8  # one or two batches alive at a time, never all of them
+    pool.close()
+    assert adapter.proxy_manager == {}
+
+
+def test_an_adapter_dropped_without_close_is_not_kept_alive_by_the_pool(
+    relay_fleet: RelayFleet,
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    adapter = ProxyPoolAdapter(pool)
+    ref = weakref.ref(adapter)
+
+    del adapter
+    gc.collect()
+
+    assert ref() is None
+    pool.close()  # the orphaned listener is called, finds no adapter, and unregisters quietly
+
+
+# --------------------------------------------------------------------------------------------
+# construction
+# --------------------------------------------------------------------------------------------
+
+
+def test_wrap_session_mounts_one_adapter_for_http_and_https(relay_fleet: RelayFleet) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = requests.Session()
+
+    returned = wrap_session(session, pool, geo="US/California", max_proxy_retries=1)
+
+    assert returned is session
+    adapter = session.get_adapter("https://example.com/")
+    assert adapter is session.get_adapter("http://example.com/")
+    assert isinstance(adapter, ProxyPoolAdapter)
+    assert (adapter.geo, adapter.max_proxy_retries) == (Geo("US", "California"), 1)
+    assert adapter.ban_statuses == frozenset({403, 429})
+    session.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_proxy_retries": -1}, "max_proxy_retries"),
+        ({"max_proxy_retries": 1.5}, "max_proxy_retries"),
+        ({"ban_statuses": [700]}, "ban_statuses"),
+        ({"pool_timeout": -1}, "pool_timeout"),
+        ({"ban_policy": object()}, "ban_policy"),
+        ({"session_key": ["unhashable"]}, "session_key"),
+        ({"geo": 42}, "geo"),
+    ],
+)
+def test_bad_adapter_arguments_raise_config_error(
+    relay_fleet: RelayFleet, kwargs: dict[str, Any], field: str
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    with pytest.raises(ConfigError) as caught:
+        ProxyPoolAdapter(pool, **kwargs)
+    assert caught.value.field == field
+    assert pool.stats()["served"] == 0
+
+
+def test_a_pool_that_is_not_a_pool_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ProxyPoolAdapter(object())  # type: ignore[arg-type]
+    assert caught.value.field == "pool"
