@@ -1080,6 +1080,11 @@ class _Server(ThreadingHTTPServer):
         self.simulator = simulator
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr; a client hanging up (its timeout ran out
+        # while a slow answer was pending) is routine for a simulator with a delay knob.
+        logger.debug("error serving %s", client_address, exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a client session expects
