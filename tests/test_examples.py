@@ -1,0 +1,200 @@
+"""Every example runs against the simulated world (what ``proxypool demo --serve`` runs) and does
+what its docstring says: examples/requests_session.py, examples/account_admin.py and the Scrapy
+project in examples/scrapy_project/. Each runs as a user would run it, in a subprocess, with
+``PROXYPOOL_API_URL``/``PROXYPOOL_APP_KEY`` (and the target's URL) in its environment; the target
+site's own records and the simulator's call log say whether it did."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _scrapy_crawls import ROOT, crawl_env
+
+from proxypool.api import ProviderClient
+from proxypool.sim.world import SimWorld
+
+EXAMPLES = ROOT / "examples"
+SCRAPY_PROJECT = EXAMPLES / "scrapy_project"
+REQUESTS_AGENT = "python-requests/"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[SimWorld]:
+    with SimWorld({"US/California": 2, "GB": 1, "DE": 1}, pages=20) as world:
+        yield world
+
+
+@pytest.fixture
+def fresh_world(world: SimWorld) -> Iterator[SimWorld]:
+    """The module's world with an empty request log and no bans, restored after the test."""
+    world.target.clear()
+    world.target.unban_all()
+    yield world
+    world.target.unban_all()
+
+
+def run_example(
+    world: SimWorld, *args: str, cwd: Path = ROOT, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = crawl_env({**world.env(), "PROXYPOOL_DEMO_TARGET": world.target_url})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# -- requests_session.py ----------------------------------------------------------------------
+
+
+def test_requests_example_crawls_through_the_pool_and_survives_a_ban(fresh_world: SimWorld) -> None:
+    world = fresh_world
+    world.ban_relay("relay-0", 403)  # one of the two US relays: its requests must move on
+
+    proc = run_example(world, str(EXAMPLES / "requests_session.py"), "--limit", "8")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    fetched = [line.split(" ", 1)[1] for line in lines if line.startswith("200 ")]
+    assert len(fetched) == 8
+    assert fetched[0] == world.target_url  # from $PROXYPOOL_DEMO_TARGET
+    # Every printed page arrived at the target with a 200, through a US relay, never directly.
+    hits = [
+        h for h in world.target.hits() if (h.header("User-Agent") or "").startswith(REQUESTS_AGENT)
+    ]
+    assert world.target.direct_hits() == []
+    served = {
+        world.target.url_for(h.path).rstrip("/") for h in hits if h.status == 200 and not h.banned
+    }
+    assert {url.rstrip("/") for url in fetched} <= served
+    assert {h.relay for h in hits} <= set(world.relays_in("US"))
+    # The ban happened, and the example's own count of bans agrees with the target's.
+    banned = [h for h in hits if h.banned]
+    assert banned and {h.relay for h in banned} == {"relay-0"}
+    summary = lines[-1]
+    assert summary.startswith("fetched 8 pages, 0 failed; pool:")
+    assert re.search(rf"\b{len(banned)} bans\b", summary), summary
+
+
+def test_requests_example_explains_a_missing_start_url(fresh_world: SimWorld) -> None:
+    env = crawl_env(fresh_world.env())  # no PROXYPOOL_DEMO_TARGET
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "requests_session.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "give a start URL or set PROXYPOOL_DEMO_TARGET" in proc.stderr
+    assert fresh_world.target.count() == 0
+
+
+# -- account_admin.py -------------------------------------------------------------------------
+
+
+def test_account_admin_tour_shows_the_account_and_changes_nothing(world: SimWorld) -> None:
+    calls_before = len(world.simulator.calls())
+
+    proc = run_example(world, str(EXAMPLES / "account_admin.py"))
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    made = world.simulator.calls()[calls_before:]
+    assert made and all(call.method == "GET" for call in made)  # read-only: no POST at all
+    with ProviderClient(world.app_key, base_url=world.api_url) as client:
+        accounts = client.list_accounts()
+        products = list(client.iter_products())
+        static = client.list_static_ips(size=5)
+    out = proc.stdout
+    assert f"Proxy accounts ({len(accounts)}):" in out
+    for account in accounts:
+        assert f"  {account.username} " in out
+        assert account.password not in out
+    assert f"Packages: {len(products)}\n" in out
+    assert products[0].trade_no in out
+    assert f"Static IPs: {static.total_count}\n" in out
+    assert "Traffic, last 7 days:" in out
+
+
+def test_account_admin_try_changes_adds_changes_and_deletes_an_account(world: SimWorld) -> None:
+    calls_before = len(world.simulator.calls())
+
+    proc = run_example(world, str(EXAMPLES / "account_admin.py"), "--try-changes")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    added = re.search(r"^Added account (example[0-9a-f]{8})$", proc.stdout, re.MULTILINE)
+    assert added, proc.stdout
+    username = added.group(1)
+    posts = [c.endpoint for c in world.simulator.calls()[calls_before:] if c.method == "POST"]
+    assert posts == [
+        "whitelist-account/add",
+        "whitelist-account/change-remark",
+        "whitelist-account/change-limit",
+        "whitelist-account/change-password",
+        "whitelist-account/disable",
+        "whitelist-account/enable",
+        "whitelist-account/delete",
+    ]
+    # Seen in its changed state, then gone.
+    assert re.search(
+        rf"now: {username}\s+disabled .* limit 5 GB\s+'changed by account_admin.py'", proc.stdout
+    )
+    with ProviderClient(world.app_key, base_url=world.api_url) as client:
+        assert username not in {a.username for a in client.list_accounts()}
+    assert f"Enabled and deleted {username}\n" in proc.stdout
+    # The generated passwords (24 hex characters, letters among them; trade numbers are all
+    # digits) are never printed.
+    assert not re.search(r"\b(?=[0-9]*[a-f])[0-9a-f]{24}\b", proc.stdout + proc.stderr)
+
+
+# -- scrapy_project/ --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_scrapy_project_crawls_by_geography(fresh_world: SimWorld, tmp_path: Path) -> None:
+    world = fresh_world
+    items_file = tmp_path / "items.jsonl"
+
+    proc = run_example(
+        world,
+        "-m",
+        "scrapy",
+        "crawl",
+        "geo",
+        "-a",
+        f"url={world.target.url_for('/')}",
+        "-a",
+        "max_pages=100",
+        "-O",
+        f"{items_file}:jsonlines",
+        cwd=SCRAPY_PROJECT,
+        timeout=80,
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    items = [json.loads(line) for line in items_file.read_text().splitlines()]
+    us = {item["url"] for item in items if item["from"] == "US/California"}
+    gb = [item for item in items if item["from"] == "GB"]
+    assert us == set(world.target.page_urls())  # the whole site
+    assert all(item["status"] == 200 for item in items)
+    assert [item["url"] for item in gb] == [world.target.url_for("/")]
+    # The target's records: nothing direct; the GB request through the GB relay, the rest
+    # through the California relays.
+    hits = world.target.hits()
+    assert world.target.direct_hits() == []
+    gb_relays = set(world.relays_in("GB"))
+    assert [h.path for h in hits if h.relay in gb_relays] == ["/"]
+    assert {h.relay for h in hits if h.relay not in gb_relays} <= set(
+        world.relays_in("US/California")
+    )
+    assert world.app_key not in proc.stdout + proc.stderr
