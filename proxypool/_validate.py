@@ -6,6 +6,7 @@ allowed. None of them touches the network.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import unicodedata
@@ -26,6 +27,7 @@ __all__ = [
     "check_remark",
     "check_text",
     "check_time",
+    "shown",
 ]
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -35,7 +37,11 @@ _MAX_NAME = 64
 E = TypeVar("E", bound=IntEnum)
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
+    """``value`` for an error message: its repr, cut to 60 characters. A huge integer is described
+    by its size (Python refuses to print one of more than 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit integer"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -44,25 +50,33 @@ def check_int(value: object, field: str, *, min: int | None = None, max: int | N
     """An ``int`` (not a bool, not a float) within ``[min, max]``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(
-            f"{field} must be a whole number, not {type(value).__name__} {_shown(value)}",
+            f"{field} must be a whole number, not {type(value).__name__} {shown(value)}",
             field=field,
         )
     if (min is not None and value < min) or (max is not None and value > max):
-        raise ConfigError(f"{field} must be {_range(min, max)}, got {value}", field=field)
+        raise ConfigError(f"{field} must be {_range(min, max)}, got {shown(value)}", field=field)
     return value
 
 
 def check_float(
     value: object, field: str, *, min: float | None = None, max: float | None = None
 ) -> float:
-    """A real number (int or float, not bool, not NaN) within ``[min, max]``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    """A finite real number (int or float, not bool, NaN or infinity) within ``[min, max]``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ConfigError(
-            f"{field} must be a number, not {type(value).__name__} {_shown(value)}", field=field
+            f"{field} must be a finite number, not {type(value).__name__} {shown(value)}",
+            field=field,
         )
     if (min is not None and value < min) or (max is not None and value > max):
-        raise ConfigError(f"{field} must be {_range(min, max)}, got {value}", field=field)
-    return float(value)
+        raise ConfigError(f"{field} must be {_range(min, max)}, got {shown(value)}", field=field)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(f"{field} is too large: {shown(value)}", field=field) from None
 
 
 def _range(lo: float | None, hi: float | None) -> str:
@@ -128,11 +142,13 @@ def check_enum(value: object, enum_type: type[E], field: str) -> E:
     """A member of ``enum_type``, given as the member or its integer value."""
     allowed = ", ".join(f"{m.value} ({m.name})" for m in enum_type)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field} must be one of {allowed}; got {_shown(value)}", field=field)
+        raise ConfigError(f"{field} must be one of {allowed}; got {shown(value)}", field=field)
     try:
         return enum_type(value)
     except ValueError:
-        raise ConfigError(f"{field} must be one of {allowed}; got {value}", field=field) from None
+        raise ConfigError(
+            f"{field} must be one of {allowed}; got {shown(value)}", field=field
+        ) from None
 
 
 def check_time(value: object, field: str) -> str:
@@ -145,6 +161,6 @@ def check_time(value: object, field: str) -> str:
         except ValueError:
             pass
     raise ConfigError(
-        f"{field} must be a datetime or a 'YYYY-MM-DD HH:MM:SS' string, got {_shown(value)}",
+        f"{field} must be a datetime or a 'YYYY-MM-DD HH:MM:SS' string, got {shown(value)}",
         field=field,
     )

@@ -44,8 +44,10 @@ from requests.adapters import HTTPAdapter
 from requests.exceptions import ConnectTimeout, ProxyError, ReadTimeout, SSLError
 from requests.models import PreparedRequest, Response
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed, rewind_body, select_proxy
+from urllib3.util.retry import Retry
 
 from ._redact import install_log_redaction, redact
+from ._validate import shown
 from .errors import ConfigError, PoolExhausted, ProviderError, ProxyPoolError
 from .geo import Geo
 from .models import Proxy
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 _PROXY_FAILURES = (ProxyError, ConnectTimeout, ReadTimeout, requests.exceptions.ConnectionError)
 _PROXY_AUTH_REQUIRED = 407
 _MAX_ERROR_TEXT = 300
+_MAX_PROXY_RETRIES = 100
+_MAX_POOL_TIMEOUT = 24 * 3600.0  # seconds
 
 
 class NoProxyAvailable(PoolExhausted, requests.exceptions.ConnectionError):
@@ -172,25 +176,27 @@ class ProxyPoolAdapter(HTTPAdapter):
     ) -> None:
         if not all(callable(getattr(pool, m, None)) for m in ("get", "report_failure")):
             raise ConfigError("pool must be a ProxyPool", field="pool")
-        if isinstance(max_proxy_retries, bool) or not isinstance(max_proxy_retries, int):
+        if (
+            isinstance(max_proxy_retries, bool)
+            or not isinstance(max_proxy_retries, int)
+            or not 0 <= max_proxy_retries <= _MAX_PROXY_RETRIES
+        ):
             raise ConfigError(
-                f"max_proxy_retries must be an integer >= 0, not {max_proxy_retries!r}",
-                field="max_proxy_retries",
-            )
-        if max_proxy_retries < 0:
-            raise ConfigError(
-                f"max_proxy_retries must be >= 0, not {max_proxy_retries}",
+                f"max_proxy_retries must be an integer from 0 to {_MAX_PROXY_RETRIES}, "
+                f"not {shown(max_proxy_retries)}",
                 field="max_proxy_retries",
             )
         if (
             isinstance(pool_timeout, bool)
             or not isinstance(pool_timeout, int | float)
-            or not 0 <= pool_timeout < float("inf")
+            or not 0 <= pool_timeout <= _MAX_POOL_TIMEOUT
         ):
             raise ConfigError(
-                f"pool_timeout must be a finite number of seconds >= 0, not {pool_timeout!r}",
+                f"pool_timeout must be a number of seconds from 0 to {_MAX_POOL_TIMEOUT:g}, "
+                f"not {shown(pool_timeout)}",
                 field="pool_timeout",
             )
+        _check_adapter_kwargs(adapter_kwargs)
         if ban_policy is not None and not callable(getattr(ban_policy, "is_ban", None)):
             raise ConfigError(
                 "ban_policy must have an is_ban(status, body) method", field="ban_policy"
@@ -213,8 +219,8 @@ class ProxyPoolAdapter(HTTPAdapter):
         self._managers_lock = threading.Lock()
         super().__init__(**adapter_kwargs)
         install_log_redaction()
-        self._listener: _ProxyDeparted | None = _ProxyDeparted(self, pool)
-        pool.add_listener(self._listener)
+        self._listener: _ProxyDeparted | None = None
+        self._listen()
 
     # -- requests' hooks ------------------------------------------------------------------------
 
@@ -231,6 +237,10 @@ class ProxyPoolAdapter(HTTPAdapter):
         url = request.url or ""
         if proxies and self._explicit_proxy(url, proxies):
             return super().send(request, stream, timeout, verify, cert, dict(proxies))
+        if self._listener is None:
+            # Used again after close() (requests allows it, and threads of a request storm may
+            # still be sending): listen again, or managers of departed proxies would pile up.
+            self._listen()
 
         domain = urlsplit(url).hostname
         replayable = _replayable(request)
@@ -238,6 +248,7 @@ class ProxyPoolAdapter(HTTPAdapter):
         tried: list[Proxy] = []
         last_error: BaseException | None = None
         last_ban: Response | None = None
+        bans = 0
         for attempt in range(attempts):
             if attempt and request.body is not None and not isinstance(request.body, bytes | str):
                 rewind_body(request)
@@ -266,6 +277,7 @@ class ProxyPoolAdapter(HTTPAdapter):
                 if not stream:
                     _ = response.content  # read now: the connection goes back to its pool
                 self.pool.report_failure(proxy, domain=domain, banned=True)
+                bans += 1
                 logger.debug("proxy %s banned by %s (HTTP %d)", proxy, domain, status)
                 if last_ban is not None:
                     last_ban.close()
@@ -281,8 +293,13 @@ class ProxyPoolAdapter(HTTPAdapter):
         where = _describe(request)
         retry_note = "" if replayable else " (the body could not be replayed, so no retry)"
         if last_ban is not None and last_error is None:
+            how = (
+                "every proxy tried"
+                if bans == len(tried)
+                else f"{bans} of the {len(tried)} proxies tried (the others failed)"
+            )
             raise ProxyBanned(
-                f"{where}: banned (HTTP {last_ban.status_code}) through every proxy tried: "
+                f"{where}: banned (HTTP {last_ban.status_code}) through {how}: "
                 f"{', '.join(names)}{retry_note}",
                 proxies_tried=names,
                 response=last_ban,
@@ -291,8 +308,10 @@ class ProxyPoolAdapter(HTTPAdapter):
         assert last_error is not None
         if last_ban is not None:
             last_ban.close()
+        banned_note = f" ({bans} of them banned it)" if bans else ""
         raise ProxyRequestFailed(
-            f"{where}: failed through every proxy tried: {', '.join(names)}{retry_note}; "
+            f"{where}: failed through every proxy tried{banned_note}: "
+            f"{', '.join(names)}{retry_note}; "
             f"last error: {type(last_error).__name__}: {_error_text(last_error, tried)}",
             proxies_tried=names,
             last_error=last_error,
@@ -305,14 +324,25 @@ class ProxyPoolAdapter(HTTPAdapter):
             return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def close(self) -> None:
-        """Close every connection and stop listening to the pool. Idempotent."""
-        listener, self._listener = self._listener, None
+        """Close every connection and stop listening to the pool. Idempotent. Requests sent
+        through the adapter afterwards work again (as with requests' own adapter) and make it
+        listen to the pool again."""
+        with self._managers_lock:
+            listener, self._listener = self._listener, None
         if listener is not None:
             self.pool.remove_listener(listener)
         with self._managers_lock:
             super().close()
+            self.proxy_manager.clear()  # requests closes them but keeps them in the dict
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        with self._managers_lock:
+            if self._listener is not None:
+                return
+            listener = self._listener = _ProxyDeparted(self, self.pool)
+        self.pool.add_listener(listener)
 
     def _explicit_proxy(self, url: str, proxies: Mapping[str, str]) -> bool:
         """Whether ``proxies`` names a proxy for ``url`` that the caller chose (the call's or the
@@ -361,7 +391,13 @@ def wrap_session(
 ) -> requests.Session:
     """Mount a :class:`ProxyPoolAdapter` on ``session`` for ``http://`` and ``https://`` (one
     adapter for both, replacing the session's) and return the session. ``kwargs`` go to the
-    adapter (``session_key=``, ``ban_statuses=``, ``max_proxy_retries=``, ...)."""
+    adapter (``session_key=``, ``ban_statuses=``, ``max_proxy_retries=``, ...).
+
+    Every argument is checked first: on a ``ConfigError`` the session is left as it was."""
+    if not isinstance(session, requests.Session):
+        raise ConfigError(
+            f"session must be a requests.Session, not {type(session).__name__}", field="session"
+        )
     adapter = ProxyPoolAdapter(pool, geo=geo, **kwargs)
     for prefix in ("https://", "http://"):
         previous = session.adapters.get(prefix)
@@ -369,6 +405,30 @@ def wrap_session(
         if previous is not None and previous is not adapter:
             previous.close()
     return session
+
+
+def _check_adapter_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """``HTTPAdapter``'s own arguments, checked here: it would take nonsense silently (a pool
+    size of -1) or fail with a ``TypeError`` naming no field."""
+    for name, value in kwargs.items():
+        if name in ("pool_connections", "pool_maxsize"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000
+            allowed = "an integer from 1 to 10000"
+        elif name == "pool_block":
+            ok, allowed = isinstance(value, bool), "True or False"
+        elif name == "max_retries":
+            ok = isinstance(value, Retry) or (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+            )
+            allowed = "an integer from 0 to 100 or a urllib3 Retry"
+        else:
+            known = "pool, geo, session_key, ban_statuses, ban_policy, max_proxy_retries, "
+            known += "pool_timeout, pool_connections, pool_maxsize, max_retries, pool_block"
+            raise ConfigError(
+                f"unknown argument {name!r}: ProxyPoolAdapter takes {known}", field=name
+            )
+        if not ok:
+            raise ConfigError(f"{name} must be {allowed}, not {shown(value)}", field=name)
 
 
 def _replayable(request: PreparedRequest) -> bool:

@@ -35,6 +35,7 @@ from ._validate import (
     check_remark,
     check_text,
     check_time,
+    shown,
 )
 from .errors import (
     AccountError,
@@ -71,6 +72,12 @@ install_log_redaction()
 APP_KEY_ENV = "PROXYPOOL_APP_KEY"
 API_URL_ENV = "PROXYPOOL_API_URL"
 SUCCESS_CODES = frozenset({0, 200})
+_MAX_APP_KEY = 256  # keys are 32 hex characters; anything this long is a pasting accident
+_MAX_TIMEOUT = 3600.0  # seconds
+_MAX_BACKOFF = 60.0  # seconds, doubled per retry
+_MAX_URL = 2048
+_MAX_PAGE = 1_000_000
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 _EXCERPT = 200
 _MAX_NESTING = 16
 
@@ -113,9 +120,16 @@ class ProviderClient:
                 f"no app_key: pass app_key= or set the environment variable {APP_KEY_ENV}",
                 field="app_key",
             )
-        if not isinstance(key, str) or any(ch.isspace() or not ch.isprintable() for ch in key):
+        if (
+            not isinstance(key, str)
+            or len(key) > _MAX_APP_KEY
+            or any(ch.isspace() or not ch.isprintable() for ch in key)
+        ):
+            # Never echo the key: it is the account's password.
             raise ConfigError(
-                "app_key must be a string without spaces or control characters", field="app_key"
+                f"app_key must be a string of printable characters without spaces "
+                f"(at most {_MAX_APP_KEY}); check the value copied from the account centre",
+                field="app_key",
             )
         url = base_url if base_url is not None else os.environ.get(API_URL_ENV)
         if not url:
@@ -132,10 +146,22 @@ class ProviderClient:
             if static_base_url is not None
             else f"{origin.scheme}://{origin.netloc}"
         )
-        self.timeout = check_float(timeout, "timeout", min=0.001)
+        self.timeout = check_float(timeout, "timeout", min=0.001, max=_MAX_TIMEOUT)
         self.retries = check_int(retries, "retries", min=0, max=10)
-        self.backoff = check_float(backoff, "backoff", min=0.0)
+        self.backoff = check_float(backoff, "backoff", min=0.0, max=_MAX_BACKOFF)
+        if language is not None and not (
+            isinstance(language, str) and _LANGUAGE_RE.match(language)
+        ):
+            raise ConfigError(
+                f"language must be None or a language code such as 'en' or 'zh-CN', "
+                f"not {shown(language)}",
+                field="language",
+            )
         self.language = language
+        if not callable(sleep):
+            raise ConfigError("sleep must be a callable taking seconds", field="sleep")
+        if session is not None and not callable(getattr(session, "request", None)):
+            raise ConfigError("session must be a requests.Session", field="session")
         self._sleep = sleep
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
@@ -257,7 +283,7 @@ class ProviderClient:
     ) -> ProductPage:
         """One page of purchased packages (``user-product/list``)."""
         params = self._product_params(trade_no, size, product_type)
-        params["page"] = check_int(page, "page", min=1)
+        params["page"] = _page(page)
         return self._get("user-product/list", params, _parse_product_page)
 
     def iter_products(
@@ -377,7 +403,7 @@ class ProviderClient:
     ) -> StaticIpPage:
         """Static IPs (``ip/get-static-ip``, served without the path prefix)."""
         params: dict[str, Any] = {
-            "page": check_int(page, "page", min=1),
+            "page": _page(page),
             "size": check_int(size, "size", min=1, max=1000),
         }
         if country_code is not None:
@@ -548,15 +574,45 @@ class ProviderClient:
 def _check_base_url(url: object, field: str) -> str:
     if not isinstance(url, str):
         raise ConfigError(f"{field} must be a string URL", field=field)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    text = url.strip()
+    example = "e.g. https://api.example.com/openapi"
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        port = parts.port  # raises ValueError for a port that is not 0-65535
+    except ValueError:
         raise ConfigError(
-            f"{field} must be an http(s) URL with a host, e.g. https://api.example.com/openapi",
+            f"{field} is not a valid URL (check the host and port), {example}", field=field
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{field} must be an http(s) URL with a host, {example}", field=field)
+    if port == 0 or len(text) > _MAX_URL or not _valid_host(host):
+        raise ConfigError(
+            f"{field} must have a valid host name and port (1-65535) and be at most "
+            f"{_MAX_URL} characters, {example}",
             field=field,
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError(f"{field} must not carry credentials, a query or a fragment", field=field)
-    return url.strip().rstrip("/")
+    return text.rstrip("/")
+
+
+def _valid_host(host: str) -> bool:
+    """A host name of at most 253 characters in labels of 1-63, or an IP address, without
+    spaces or control characters."""
+    if any(ch.isspace() or not ch.isprintable() for ch in host):
+        return False
+    if ":" in host:  # an IPv6 literal (urlsplit has checked its brackets)
+        return True
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
+
+
+def _page(page: object) -> int:
+    number = check_int(page, "page", min=1)
+    if number > _MAX_PAGE:
+        raise ConfigError(f"page must be at most {_MAX_PAGE}, got {shown(page)}", field="page")
+    return number
 
 
 def _joined(usernames: str | Iterable[str]) -> str:

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
-from .errors import ConfigError, InvalidGeo
+from ._validate import shown
+from .errors import ApiResponseError, ConfigError, InvalidGeo
 from .models import CountryLocations
 
 __all__ = ["Geo", "LocationCatalog", "LocationSource"]
@@ -152,6 +153,17 @@ class LocationSource(Protocol):
         """One entry per country, its items carrying state and city tokens."""
 
 
+def _country_code(country: object) -> str:
+    """The upper-case code of a country argument; ``ConfigError`` for an empty or malformed one."""
+    code = Geo(country).country  # type: ignore[arg-type]  # Geo checks the type itself
+    if code is None:
+        raise ConfigError(
+            "country must be an ISO 3166 alpha-2 code (two letters, e.g. 'US'), not empty",
+            field="country",
+        )
+    return code
+
+
 def _loose(name: str) -> str:
     """Case- and punctuation-insensitive key: ``"Los Angeles"`` and ``"losangeles"`` agree."""
     return "".join(ch for ch in name.casefold() if ch.isalnum())
@@ -248,7 +260,8 @@ class LocationCatalog:
 
     Thread-safe. Fetches happen outside the lock and are single-flight: concurrent callers wait
     for the fetch in flight and share its result, or its error. Provider errors from the client
-    propagate unchanged (``ApiError``, ``ApiConnectionError``, ...); nothing failed is cached.
+    propagate unchanged (``ApiError``, ``ApiConnectionError``, ...); nothing failed is cached, and
+    neither is an empty list (``ApiResponseError``: a provider glitch, not a catalog).
     """
 
     _KINDS: Mapping[str, str] = MappingProxyType(
@@ -269,9 +282,13 @@ class LocationCatalog:
                     field="client",
                 )
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}", field="ttl")
-        if math.isinf(ttl):
-            raise ConfigError("ttl must be finite", field="ttl")
+            raise ConfigError(
+                f"ttl must be a positive number of seconds, not {shown(ttl)}", field="ttl"
+            )
+        if (isinstance(ttl, int) and ttl.bit_length() > 64) or math.isinf(ttl):
+            raise ConfigError(
+                f"ttl must be a finite number of seconds, not {shown(ttl)}", field="ttl"
+            )
         if not callable(timer):
             raise ConfigError("timer must be a callable returning seconds", field="timer")
         self._client = client
@@ -305,6 +322,13 @@ class LocationCatalog:
         try:
             raw = getattr(self._client, self._KINDS[kind])()
             index = _build_index(raw)
+            if not index:
+                # No provider sells IPs in no country: an empty list is a glitch, and caching it
+                # would make every geography "unknown" for the whole ttl.
+                raise ApiResponseError(
+                    f"the provider's location list ({self._KINDS[kind]}) is empty; "
+                    "not cached, asked again on the next lookup"
+                )
         except BaseException as exc:
             with self._cond:
                 self._loading.discard(kind)
@@ -325,8 +349,7 @@ class LocationCatalog:
             self._cache.clear()
 
     def _resolve_country(self, country: str) -> _CountryIndex:
-        code = Geo(country).country
-        assert code is not None
+        code = _country_code(country)
         states = self._index("states")
         found = states.get(code)
         if found is None:
@@ -399,12 +422,16 @@ class LocationCatalog:
         return tuple(self._index("states"))
 
     def states(self, country: str) -> tuple[str, ...]:
-        """The state tokens of ``country`` (any case); ``InvalidGeo`` if the country is unknown."""
+        """The state tokens of ``country`` (any case); ``InvalidGeo`` if the country is unknown,
+        ``ConfigError`` (before any fetch) if it is not a two-letter code."""
         return self._resolve_country(country).states.canonical
 
     def cities(self, country: str, state: str | None = None) -> tuple[str, ...]:
         """The city tokens of ``country``, only those of ``state`` if given (any case);
-        ``InvalidGeo`` if the country or state is unknown."""
+        ``InvalidGeo`` if the country or state is unknown, ``ConfigError`` (before any fetch) if
+        either is malformed."""
+        _country_code(country)
+        Geo(country, state)  # a malformed state fails here, before the lists are fetched
         found = self._resolve_country(country)
         canonical = self._resolve_state(found, state) if state is not None else None
         in_cities = self._index("cities").get(found.code)

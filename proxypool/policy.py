@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
+from ._validate import shown
 from .errors import ConfigError
 
 __all__ = [
@@ -230,19 +231,27 @@ def make_strategy(name: str, rng: random.Random) -> RotationStrategy[object]:
     factory = STRATEGIES.get(name) if isinstance(name, str) else None
     if factory is None:
         raise ConfigError(
-            f"strategy {name!r} is unknown: use one of {', '.join(map(repr, STRATEGIES))}",
+            f"strategy {shown(name)} is unknown: use one of {', '.join(map(repr, STRATEGIES))}",
             field="strategy",
         )
     return factory(rng)
 
 
 def _check_number(value: object, name: str, *, minimum: float, allow_equal: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{name} must be a number of seconds, not {value!r}", field=name)
-    if value < minimum or (not allow_equal and value == minimum) or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number of seconds, not {shown(value)}", field=name)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if math.isnan(number):
+        raise ConfigError(f"{name} must be a number of seconds, not {shown(value)}", field=name)
+    if number < minimum or (not allow_equal and number == minimum) or math.isinf(number):
         bound = ">=" if allow_equal else ">"
-        raise ConfigError(f"{name} must be finite and {bound} {minimum}, not {value!r}", field=name)
-    return float(value)
+        raise ConfigError(
+            f"{name} must be finite and {bound} {minimum}, not {shown(value)}", field=name
+        )
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,14 +307,27 @@ class StatusBanPolicy:
     statuses: frozenset[int]
 
     def __init__(self, statuses: Iterable[int] = DEFAULT_BAN_STATUSES) -> None:
-        checked = tuple(statuses) if not isinstance(statuses, (str, bytes)) else (statuses,)
+        if isinstance(statuses, (str, bytes)):
+            checked: tuple[object, ...] = (statuses,)
+        else:
+            try:
+                checked = tuple(statuses)
+            except TypeError:
+                raise ConfigError(
+                    f"ban_statuses must be a collection of HTTP status codes such as "
+                    f"[403, 429], not {type(statuses).__name__}",
+                    field="ban_statuses",
+                ) from None
+        codes: list[int] = []
         for status in checked:
             if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
                 raise ConfigError(
-                    f"ban status {status!r} is not an HTTP status code (100-599)",
+                    f"ban_statuses must hold HTTP status codes (100-599); "
+                    f"{shown(status)} is not one",
                     field="ban_statuses",
                 )
-        object.__setattr__(self, "statuses", frozenset(checked))
+            codes.append(status)
+        object.__setattr__(self, "statuses", frozenset(codes))
 
     def is_ban(self, status: int, body: bytes = b"") -> bool:
         return status in self.statuses

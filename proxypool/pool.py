@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypedDict
 
+from ._validate import shown
 from .errors import AccountError, ConfigError, PoolExhausted, ProviderError
 from .geo import Geo, LocationCatalog
 from .models import Proxy
@@ -72,6 +73,7 @@ _ANYWHERE = Geo()
 
 _MAX_LIFE = 7200  # minutes; the same cap as ProviderClient.extract()
 _MAX_BATCH = 500  # IPs per extraction, the cap public clients of this API use
+_MAX_DOMAIN = 253  # the longest DNS name
 
 
 class ProxySource(Protocol):
@@ -182,30 +184,46 @@ class _SubPool:
 
 def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, not {value!r}", field=name)
+        raise ConfigError(f"{name} must be an integer, not {shown(value)}", field=name)
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be {allowed}, not {value}", field=name)
+        raise ConfigError(f"{name} must be {allowed}, not {shown(value)}", field=name)
     return value
 
 
 def _check_seconds(value: object, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    seconds = math.nan
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
         raise ConfigError(
-            f"{name} must be a finite number of seconds >= 0, not {value!r}", field=name
+            f"{name} must be a finite number of seconds >= 0, not {shown(value)}", field=name
         )
-    return float(value)
+    return seconds
 
 
 def _normalize_domain(domain: object) -> str:
-    if not isinstance(domain, str) or not domain.strip():
-        raise ConfigError(f"domain must be a non-empty string, not {domain!r}", field="domain")
+    if not isinstance(domain, str) or not domain.strip() or len(domain) > _MAX_DOMAIN:
+        raise ConfigError(
+            f"domain must be a host name (1 to {_MAX_DOMAIN} characters), not {shown(domain)}",
+            field="domain",
+        )
     return domain.strip().lower()
+
+
+def _check_session(session: object) -> None:
+    """Sticky-session keys are dict keys: they must be hashable."""
+    try:
+        hash(session)
+    except TypeError:
+        raise ConfigError(
+            f"session must be a hashable key (a str, an int, a tuple...), "
+            f"not {type(session).__name__}",
+            field="session",
+        ) from None
 
 
 class ProxyPool:
@@ -300,7 +318,7 @@ class ProxyPool:
             self._new_rotation = lambda: factory(self._rng)
         else:
             raise ConfigError(
-                f"strategy must be a strategy name or a factory, not {strategy!r}",
+                f"strategy must be a strategy name or a factory, not {shown(strategy)}",
                 field="strategy",
             )
         if catalog is None and all(
@@ -472,6 +490,8 @@ class ProxyPool:
             timeout = _check_seconds(timeout, "timeout")
         if domain is not None:
             domain = _normalize_domain(domain)
+        if session is not None and session.__class__ is not str:
+            _check_session(session)
         sub = self._default_sub if geo is None else self._lookup(geo)
         if sub is None:
             try:
@@ -572,6 +592,8 @@ class ProxyPool:
         """
         if domain is not None:
             domain = _normalize_domain(domain)
+        if session is not None and session.__class__ is not str:
+            _check_session(session)
         sub = self._default_sub if geo is None else self._lookup(geo)
         try:
             with self._lock:
@@ -599,6 +621,8 @@ class ProxyPool:
         For topping up ahead of time; after ``try_get()`` returned ``None``, call ``refill()``
         whatever this says (the usable proxies may all be banned for that domain)."""
         sub = self._lookup(geo)
+        if sub is None:
+            Geo.coerce(geo)  # a malformed geo fails here, not in the refill it would start
         try:
             with self._lock:
                 if self._closed or self._fatal is not None:
@@ -627,6 +651,8 @@ class ProxyPool:
         ``InvalidAppKey``/``RealNameRequired`` (refilling stops for good), ``InvalidGeo``, or
         ``PoolExhausted`` when the pool is closed or ``max_extracted`` is spent.
         """
+        if not isinstance(wait, bool):
+            raise ConfigError(f"wait must be True or False, not {shown(wait)}", field="wait")
         sub = self._subpool(geo)
         try:
             while True:
@@ -742,8 +768,13 @@ class ProxyPool:
                 else:
                     self._back_off(sub, self._clock())
             retry_in = max(0.0, sub.retry_at - self._clock())
+            closed = self._closed
             self._wake()
-        if isinstance(exc, AccountError):
+        if closed:
+            # The pool was closed while this extraction was in flight: nobody waits for it and
+            # no retry follows, so it is no warning (shutting down is not an error).
+            logger.debug("extraction for %s ended after close: %s", sub.label, exc)
+        elif isinstance(exc, AccountError):
             logger.error("extraction for %s refused (%s): refilling stopped", sub.label, exc)
         elif isinstance(exc, Exception):
             logger.warning(
@@ -798,6 +829,11 @@ class ProxyPool:
         if entry is not None and entry.proxy is proxy:
             return entry
         # An equal proxy that is not the object get() returned (copied, rebuilt by hand).
+        if not isinstance(proxy, Proxy):
+            raise ConfigError(
+                f"proxy must be a Proxy handed out by this pool, not {type(proxy).__name__}",
+                field="proxy",
+            )
         geo = proxy.geo
         sub = self._subs.get(geo if geo is not None else _ANYWHERE)
         if sub is not None:
@@ -949,7 +985,10 @@ class ProxyPool:
         from whichever thread next finishes a pool call; it must be quick and thread-safe.
         Exceptions it raises are logged and ignored."""
         if not callable(callback):
-            raise ConfigError("listener must be callable", field="callback")
+            raise ConfigError(
+                f"callback must be callable (a listener), not {type(callback).__name__}",
+                field="callback",
+            )
         with self._lock:
             self._listeners = (*self._listeners, callback)
 
