@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -933,6 +934,11 @@ def test_ctrl_c_exits_130_quietly(provider: HTTPServer, api_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # The stalled request is logged only once its handler returns: wait for that, or it
+        # would land in the next test's provider log.
+        deadline = time.monotonic() + 10
+        while not provider.log and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     assert proc.returncode == 130
     assert out == ""
