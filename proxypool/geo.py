@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
-from ._validate import shown
+from ._validate import check_float, shown
 from .errors import ApiResponseError, ConfigError, InvalidGeo
 from .models import CountryLocations
 
@@ -258,6 +258,11 @@ class LocationCatalog:
     state list; the (larger) city list is fetched the first time a city is validated or listed.
     One fetch serves every validation in that window.
 
+    A failed fetch is not cached, but it is not repeated at once either: for ``retry_delay``
+    seconds (doubling with each consecutive failure, at most ``max_retry_delay``) lookups raise
+    the same error without asking the provider again, so a broken location endpoint is not
+    hammered by every request that needs a geography.
+
     Thread-safe. Fetches happen outside the lock and are single-flight: concurrent callers wait
     for the fetch in flight and share its result, or its error. Provider errors from the client
     propagate unchanged (``ApiError``, ``ApiConnectionError``, ...); nothing failed is cached, and
@@ -274,6 +279,8 @@ class LocationCatalog:
         *,
         ttl: float = 6 * 3600,
         timer: Callable[[], float] = time.monotonic,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 60.0,
     ) -> None:
         for method in self._KINDS.values():
             if not callable(getattr(client, method, None)):
@@ -291,6 +298,11 @@ class LocationCatalog:
             )
         if not callable(timer):
             raise ConfigError("timer must be a callable returning seconds", field="timer")
+        self._retry_delay = check_float(retry_delay, "retry_delay", min=0.0, max=3600.0)
+        self._max_retry_delay = check_float(
+            max_retry_delay, "max_retry_delay", min=0.0, max=86400.0
+        )
+        self._timer = timer
         self._client = client
         self._cache: TTLCache[str, _Index] = TTLCache(
             maxsize=len(self._KINDS), ttl=ttl, timer=timer
@@ -301,6 +313,9 @@ class LocationCatalog:
         # that waited for that fetch raise it instead of starting another one at once.
         self._generation: dict[str, int] = dict.fromkeys(self._KINDS, 0)
         self._failed: dict[str, tuple[int, BaseException]] = {}
+        # Per kind: consecutive failures, and the timer reading before which none is retried.
+        self._failures: dict[str, int] = dict.fromkeys(self._KINDS, 0)
+        self._retry_at: dict[str, float] = dict.fromkeys(self._KINDS, -math.inf)
 
     def _index(self, kind: str) -> _Index:
         with self._cond:
@@ -312,6 +327,8 @@ class LocationCatalog:
                 failed = self._failed.get(kind)
                 if waited_for is not None and failed is not None and failed[0] == waited_for:
                     raise failed[1]
+                if failed is not None and self._timer() < self._retry_at[kind]:
+                    raise failed[1].with_traceback(None)
                 if kind not in self._loading:
                     self._loading.add(kind)
                     self._generation[kind] += 1
@@ -333,12 +350,16 @@ class LocationCatalog:
             with self._cond:
                 self._loading.discard(kind)
                 self._failed[kind] = (generation, exc)
+                self._failures[kind] += 1
+                delay = self._retry_delay * 2 ** min(self._failures[kind] - 1, 30)
+                self._retry_at[kind] = self._timer() + min(delay, self._max_retry_delay)
                 self._cond.notify_all()
             raise
         with self._cond:
             self._cache[kind] = index
             self._loading.discard(kind)
             self._failed.pop(kind, None)
+            self._failures[kind] = 0
             self._cond.notify_all()
         logger.debug("location list %s loaded: %d countries", kind, len(index))
         return index

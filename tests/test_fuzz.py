@@ -554,14 +554,16 @@ def test_an_empty_location_list_is_a_glitch_not_a_catalog(
     # catalog's whole ttl (6 h), making every geography "unknown" (InvalidGeo) meanwhile.
     server, reply = fuzz_server
     client = make_client(server, retries=0)
-    pool = ProxyPool(client, geo="US/CA", clock=FakeClock())
+    clock = FakeClock()
+    pool = ProxyPool(client, geo="US/CA", clock=clock)
     reply.set(glitch, 200, "application/json", None)
     with pytest.raises(PoolExhausted) as info:
         pool.get(timeout=0)
     assert isinstance(info.value.__cause__, ApiResponseError)
     assert "location list" in str(info.value)
 
-    reply.by_path = GOOD  # the very next lookup asks again, and the geography is known
+    reply.by_path = GOOD
+    clock.now += 1.0  # past the catalog's retry delay, the next lookup asks again
     assert pool.get(timeout=0).port == 8000
     assert [path for path in reply.seen if path.endswith("/ip/dynamic-states")] == [
         "/openapi/ip/dynamic-states"

@@ -301,13 +301,37 @@ def test_clear_forgets_the_lists(catalog: LocationCatalog, source: FakeLocations
 
 
 def test_failed_fetch_propagates_and_is_not_cached(
-    catalog: LocationCatalog, source: FakeLocations
+    catalog: LocationCatalog, source: FakeLocations, timer: FakeTimer
 ) -> None:
     source.errors.append(ApiConnectionError("provider unreachable"))
     with pytest.raises(ApiConnectionError):
         catalog.validate("US")
+    timer.advance(1.0)  # the default retry_delay
     assert catalog.validate("us") == Geo("US")
     assert source.calls["states"] == 2
+
+
+def test_failed_fetch_backs_off_instead_of_hammering(
+    catalog: LocationCatalog, source: FakeLocations, timer: FakeTimer
+) -> None:
+    source.errors.extend([ApiConnectionError("down"), ApiConnectionError("still down")])
+    with pytest.raises(ApiConnectionError, match="down"):
+        catalog.validate("US")
+    for _ in range(50):  # every request needing a geography, within the retry delay
+        with pytest.raises(ApiConnectionError, match="down"):
+            catalog.validate("US")
+    assert source.calls["states"] == 1
+    timer.advance(1.0)
+    with pytest.raises(ApiConnectionError, match="still down"):
+        catalog.validate("US")
+    assert source.calls["states"] == 2
+    timer.advance(1.0)  # the delay doubled after the second failure in a row
+    with pytest.raises(ApiConnectionError, match="still down"):
+        catalog.validate("US")
+    assert source.calls["states"] == 2
+    timer.advance(1.0)
+    assert catalog.validate("us") == Geo("US")
+    assert source.calls["states"] == 3
 
 
 def test_concurrent_validations_share_one_fetch(

@@ -593,7 +593,9 @@ def raiser(exc: Exception) -> Callable[[], list[CountryLocations]]:
     return call
 
 
-def test_location_errors_surface_before_any_extraction(make_pool: MakePool) -> None:
+def test_location_errors_surface_before_any_extraction(
+    make_pool: MakePool, clock: FakeClock
+) -> None:
     client = CatalogSource()
     pool = make_pool(client=client, batch=2)
     down = ApiConnectionError("provider unreachable")
@@ -605,6 +607,7 @@ def test_location_errors_surface_before_any_extraction(make_pool: MakePool) -> N
         pool.refill("US/Texas")
     refused = InvalidAppKey("invalid app_key", code=3)
     client.list_state_catalog = raiser(refused)  # type: ignore[method-assign]
+    clock.advance(1.0)  # past the catalog's retry delay: it asks the provider again
     with pytest.raises(InvalidAppKey):
         pool.get("US/Texas", timeout=30)
     with pytest.raises(InvalidAppKey):
