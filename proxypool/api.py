@@ -11,6 +11,7 @@ connection pool is thread-safe for the plain GET/POST calls made here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -72,6 +73,8 @@ install_log_redaction()
 APP_KEY_ENV = "PROXYPOOL_APP_KEY"
 API_URL_ENV = "PROXYPOOL_API_URL"
 SUCCESS_CODES = frozenset({0, 200})
+MAX_EXTRACT_NUM = 500  # IPs per extraction call, as public clients of the API cap it
+MAX_LIFE_MINUTES = 7200  # the largest sticky time reported for the API
 _MAX_APP_KEY = 256  # keys are 32 hex characters; anything this long is a pasting accident
 _MAX_TIMEOUT = 3600.0  # seconds
 _MAX_BACKOFF = 60.0  # seconds, doubled per retry
@@ -87,6 +90,7 @@ T = TypeVar("T")
 # True, yet int("²") fails), at most 30 of them (ids and byte counts, not arbitrary integers).
 _INT_TEXT_RE = re.compile(r"^[+-]?[0-9]{1,30}$")
 _COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 class ProviderClient:
@@ -347,24 +351,7 @@ class ProviderClient:
         authenticate by the caller's whitelisted IP (no credentials).
         """
         where = Geo.coerce(geo)
-        params: dict[str, Any] = {
-            "num": check_int(num, "num", min=1, max=500),
-            "life": check_int(life, "life", min=1, max=7200),
-            "format": "json",
-        }
-        if where.country:
-            params["cc"] = where.country
-        if where.state:
-            params["state"] = where.state
-        if where.city:
-            params["city"] = where.city
-        if ep is not None:
-            if not isinstance(ep, str) or not ep.isascii() or not ep.isalpha() or len(ep) > 8:
-                raise ConfigError(
-                    "ep must be a short proxy-network code of letters, e.g. 'us', 'hk', 'de'",
-                    field="ep",
-                )
-            params["ep"] = ep.lower()
+        params = extract_params(where, num=num, life=life, ep=ep)
         addresses = self._get("ip/v3", params, _parse_addresses)
         return [Proxy(host, port, geo=where) for host, port in addresses]
 
@@ -598,14 +585,15 @@ def _check_base_url(url: object, field: str) -> str:
 
 
 def _valid_host(host: str) -> bool:
-    """A host name of at most 253 characters in labels of 1-63, or an IP address, without
-    spaces or control characters."""
-    if any(ch.isspace() or not ch.isprintable() for ch in host):
-        return False
-    if ":" in host:  # an IPv6 literal (urlsplit has checked its brackets)
-        return True
-    labels = host.rstrip(".").split(".")
-    return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
+    """An IP address, or a host name of at most 253 characters in labels of 1-63 letters,
+    digits and inner hyphens: nothing that could smuggle userinfo, a path or a control
+    character into a URL or a log line."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        return len(host) <= 253 and all(_HOST_LABEL_RE.match(label) for label in labels)
+    return True
 
 
 def _page(page: object) -> int:
@@ -619,6 +607,33 @@ def _joined(usernames: str | Iterable[str]) -> str:
     if not isinstance(usernames, str | Iterable):
         raise ConfigError("usernames must be a name or a list of names", field="usernames")
     return ",".join(check_names(usernames, "usernames"))
+
+
+def extract_params(geo: Geo, *, num: int, life: int, ep: str | None) -> dict[str, Any]:
+    """The ``ip/v3`` query for ``geo`` (app_key aside), checking ``num``, ``life`` and ``ep``.
+
+    Pure: callers that do network work before extracting (the CLI checks the place against the
+    location lists) call it first, so bad input fails before anything is sent.
+    """
+    params: dict[str, Any] = {
+        "num": check_int(num, "num", min=1, max=MAX_EXTRACT_NUM),
+        "life": check_int(life, "life", min=1, max=MAX_LIFE_MINUTES),
+        "format": "json",
+    }
+    if geo.country:
+        params["cc"] = geo.country
+    if geo.state:
+        params["state"] = geo.state
+    if geo.city:
+        params["city"] = geo.city
+    if ep is not None:
+        if not isinstance(ep, str) or not ep.isascii() or not ep.isalpha() or len(ep) > 8:
+            raise ConfigError(
+                "ep must be a short proxy-network code of letters, e.g. 'us', 'hk', 'de'",
+                field="ep",
+            )
+        params["ep"] = ep.lower()
+    return params
 
 
 def _country(value: object) -> str:
@@ -900,7 +915,7 @@ def _address(item: Any, what: str) -> tuple[str, int]:
     else:
         raise _bad(what, f"expected 'ip:port', got {type(item).__name__}")
     host = host.strip().strip("[]")
-    if not host or port is None or not 0 < port < 65536 or any(c.isspace() for c in host):
+    if not host or port is None or not 0 < port < 65536 or not _valid_host(host):
         raise _bad(what, f"not an ip:port address: {str(item)[:60]!r}")
     return host, port
 

@@ -8,8 +8,8 @@ for people, ``--json`` on stdout for scripts. The app_key comes only from ``$PRO
 Exit codes: 0 ok, 1 API or pool error, 2 bad usage (argparse errors and ``ConfigError``),
 130 interrupted (Ctrl-C), 141 stdout closed early (``proxypool extract | head -1``).
 
-Startup is kept cheap so that ``proxypool --help`` answers at once: rich and the HTTP client are
-imported inside the command handlers, and nothing here ever imports Scrapy.
+Startup is kept cheap so that ``proxypool --help`` answers at once: rich is imported inside the
+command handlers, and nothing here ever imports Scrapy or Twisted.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from ._redact import redact
 from ._validate import check_alnum
 from ._version import __version__
+from .api import API_URL_ENV, APP_KEY_ENV
 from .errors import ConfigError, ProxyPoolError
 from .models import ProductType, StaticIpStatus
 
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 PROG = "proxypool"
-APP_KEY_ENV = "PROXYPOOL_APP_KEY"
-API_URL_ENV = "PROXYPOOL_API_URL"
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -764,9 +763,11 @@ def _cmd_products(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace, out: _Output) -> int:
+    from .api import extract_params
     from .geo import Geo, LocationCatalog
 
     geo = Geo(args.country, args.state, args.city)
+    extract_params(geo, num=args.num, life=args.life, ep=args.ep)  # bad input: before any call
     with _client(args) as client:
         if not geo.is_anywhere:
             # Check the place against the provider's location lists before paying for IPs.

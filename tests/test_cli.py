@@ -965,6 +965,10 @@ USAGE_ERRORS = {
     "usage-utc-offset": (["usage", "--end", "2024-05-01T10:00:00+02:00"], "no UTC offset"),
     "usage-reversed": (["usage", "--start", "2024-05-02", "--end", "2024-05-01"], "start must"),
     "extract-num-0": (["extract", "--num", "0"], "num must be between 1 and 500"),
+    "extract-geo-num-0": (
+        ["extract", "--country", "US", "--num", "0"],
+        "num must be between 1 and 500",
+    ),
     "extract-num-501": (["extract", "--num", "501"], "num must be between 1 and 500"),
     "extract-life-0": (["extract", "--life", "0"], "life must be between 1"),
     "extract-state-only": (["extract", "--state", "California"], "needs a country"),
