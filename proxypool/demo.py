@@ -15,9 +15,20 @@
   ``PROXYPOOL_API_URL`` and ``PROXYPOOL_APP_KEY`` (the simulator's own key, ``demo-...``: not a
   real account's) and the target's URL, to try a spider, the examples or the CLI against.
 
-The demo ignores ``*_proxy`` environment variables: nothing leaves ``127.0.0.1``. Set
-``PROXYPOOL_DEMO_RECORD=path`` to get the target's raw request log as JSON (the tests read it to
-check the summary against the records). Scrapy and proxy.py are needed (``proxypool[demo]``).
+The demo ignores ``*_proxy`` environment variables: nothing leaves ``127.0.0.1``. Scrapy and
+proxy.py are needed (``proxypool[demo]``). Environment variables for tests and the curious:
+
+- ``PROXYPOOL_DEMO_RECORD=path``: write the target's raw request log, and every client's own
+  counters (Scrapy stats, the requests pool's stats), as JSON (the tests read it to check the
+  summary against the records).
+- ``PROXYPOOL_DEMO_APP_KEY=key``: the key the simulator accepts, instead of a random ``demo-...``
+  one (the secret-leak test plants a recognisable one).
+- ``PROXYPOOL_DEMO_PROXY_AUTH=user:password`` (the demo run only): the relays demand proxy basic
+  auth, and both clients give every extracted IP these credentials, as with a provider's
+  username:password gateway accounts.
+- ``PROXYPOOL_DEMO_LOG=path``, ``PROXYPOOL_DEMO_LOG_LEVEL=DEBUG``: keep Scrapy's log there (the
+  requests part logs into it too), at that level (default ``INFO``; the log is otherwise
+  written to a temporary directory and kept only when the verdict fails).
 
 Time in the demo runs fast: leases live ``life`` (1 minute) times :data:`TIME_SCALE`, and the
 pool's expiry margin is set to retire each proxy before its lease ends.
@@ -27,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -43,14 +56,17 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import ProxyPoolError
+from .errors import ConfigError, ProxyPoolError
 from .geo import Geo
+from .models import CountryLocations, Proxy
 from .sim.target import Hit
 from .sim.world import SimWorld, geo_covers
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
+
+    from .api import ProviderClient
 
 __all__ = [
     "DEMO_LAYOUT",
@@ -69,6 +85,11 @@ EXIT_INTERRUPTED = 130
 
 RECORD_ENV = "PROXYPOOL_DEMO_RECORD"
 TARGET_ENV = "PROXYPOOL_DEMO_TARGET"
+APP_KEY_ENV = "PROXYPOOL_DEMO_APP_KEY"
+PROXY_AUTH_ENV = "PROXYPOOL_DEMO_PROXY_AUTH"
+LOG_ENV = "PROXYPOOL_DEMO_LOG"
+LOG_LEVEL_ENV = "PROXYPOOL_DEMO_LOG_LEVEL"
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 #: Relays per geography in the demo run, and in ``--serve`` (``"*"``: stands in for any other
 #: place, so one's own spider may ask for GB or JP too).
@@ -465,6 +486,96 @@ def _plan(world: SimWorld, parts: Sequence[DemoPart]) -> list[_Planned]:
     return plan
 
 
+# -- options from the environment, and proxies with credentials ----------------------------------
+
+_CREDENTIAL_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_MAX_KEY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What the ``PROXYPOOL_DEMO_*`` variables ask of a run (see the module docstring)."""
+
+    app_key: str | None = field(default=None, repr=False)
+    proxy_auth: tuple[str, str] | None = field(default=None, repr=False)
+    log_file: Path | None = None
+    log_level: str = "INFO"
+
+
+def _options(environ: Mapping[str, str]) -> _Options:
+    """Read the ``PROXYPOOL_DEMO_*`` variables; a bad value raises ``ConfigError`` naming the
+    variable (and never echoing a secret)."""
+    key = environ.get(APP_KEY_ENV) or None
+    if key is not None and (
+        len(key) > _MAX_KEY or any(ch.isspace() or not ch.isprintable() for ch in key)
+    ):
+        raise ConfigError(
+            f"{APP_KEY_ENV} must be printable characters without spaces (at most {_MAX_KEY})",
+            field=APP_KEY_ENV,
+        )
+    auth = None
+    text = environ.get(PROXY_AUTH_ENV)
+    if text:
+        user, sep, password = text.partition(":")
+        if not (sep and _CREDENTIAL_RE.match(user) and _CREDENTIAL_RE.match(password)):
+            raise ConfigError(
+                f"{PROXY_AUTH_ENV} must be user:password, both letters and digits (1 to 64)",
+                field=PROXY_AUTH_ENV,
+            )
+        auth = (user, password)
+    level = (environ.get(LOG_LEVEL_ENV) or "INFO").strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError(
+            f"{LOG_LEVEL_ENV} must be one of {', '.join(_LOG_LEVELS)}, not {level[:20]!r}",
+            field=LOG_LEVEL_ENV,
+        )
+    log = environ.get(LOG_ENV)
+    return _Options(
+        app_key=key, proxy_auth=auth, log_file=Path(log) if log else None, log_level=level
+    )
+
+
+class _AccountSource:
+    """A ``ProxySource`` giving every IP ``client`` extracts the account's ``username`` and
+    ``password``, as proxies of a username:password gateway carry them; and a
+    ``LocationSource`` (the client's lists), so geographies are still validated. Thread-safe as
+    the client is. Its ``repr`` never shows the password."""
+
+    def __init__(self, client: ProviderClient, username: str, password: str) -> None:
+        self.client = client
+        self._username = username
+        self._password = password
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        return [
+            dataclasses.replace(proxy, username=self._username, password=self._password)
+            for proxy in self.client.extract(geo, num=num, life=life)
+        ]
+
+    def list_state_catalog(self) -> list[CountryLocations]:
+        return self.client.list_state_catalog()
+
+    def list_city_catalog(self) -> list[CountryLocations]:
+        return self.client.list_city_catalog()
+
+    def __repr__(self) -> str:
+        return f"<demo account source {self._username} via {self.client!r}>"
+
+
+def _scrapy_source(world: SimWorld, auth: tuple[str, str]) -> type[_AccountSource]:
+    """A class for ``PROXYPOOL_SOURCE`` (the middleware builds it with ``from_crawler``). A class,
+    not an instance: Scrapy deep-copies its settings; and the credentials stay out of the
+    settings, which extensions may dump."""
+    from .api import ProviderClient
+
+    class DemoAccountSource(_AccountSource):
+        @classmethod
+        def from_crawler(cls, crawler: Any) -> _AccountSource:
+            return cls(ProviderClient(world.app_key, base_url=world.api_url), *auth)
+
+    return DemoAccountSource
+
+
 # -- the crawl ------------------------------------------------------------------------------------
 
 
@@ -475,7 +586,9 @@ class _CrawlOutcome:
     interrupted: bool = False
 
 
-def _crawl(world: SimWorld, parts: Sequence[DemoPart], log_file: Path) -> _CrawlOutcome:
+def _crawl(
+    world: SimWorld, parts: Sequence[DemoPart], log_file: Path, options: _Options
+) -> _CrawlOutcome:
     """Run every Scrapy part at once in one CrawlerProcess (blocks until they finish)."""
     import scrapy
     from scrapy.crawler import CrawlerProcess
@@ -506,7 +619,10 @@ def _crawl(world: SimWorld, parts: Sequence[DemoPart], log_file: Path) -> _Crawl
         "PROXYPOOL_API_URL": world.api_url,
         "PROXYPOOL_APP_KEY": world.app_key,
         "LOG_FILE": str(log_file),
+        "LOG_LEVEL": options.log_level,
     }
+    if options.proxy_auth is not None:
+        settings["PROXYPOOL_SOURCE"] = _scrapy_source(world, options.proxy_auth)
     process = CrawlerProcess(settings)
     crawlers: dict[str, Any] = {}
     for part in parts:
@@ -539,18 +655,22 @@ class _SessionOutcome:
     pool: dict[str, Any] = field(default_factory=dict)
 
 
-def _requests_session(world: SimWorld, part: DemoPart) -> _SessionOutcome:
+def _requests_session(
+    world: SimWorld, part: DemoPart, auth: tuple[str, str] | None
+) -> _SessionOutcome:
     """GET each of the part's pages through ``wrap_session`` with a pool of its own."""
     import requests
 
     from .adapters import wrap_session
     from .api import ProviderClient
-    from .pool import ProxyPool
+    from .pool import ProxyPool, ProxySource
 
     outcome = _SessionOutcome()
     with ProviderClient(world.app_key, base_url=world.api_url) as client:
+        source: ProxySource = client if auth is None else _AccountSource(client, *auth)
+        # The source has the client's location lists: the pool still validates the geography.
         pool = ProxyPool(
-            client,
+            source,
             geo=part.geo,
             life=LIFE,
             batch=4,
@@ -785,7 +905,21 @@ def _parts(world: SimWorld) -> list[DemoPart]:
     return parts
 
 
-def _write_record(path: str, world: SimWorld, parts: Sequence[DemoPart]) -> None:
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def _write_record(
+    path: str,
+    world: SimWorld,
+    parts: Sequence[DemoPart],
+    crawl: _CrawlOutcome,
+    session: _SessionOutcome | None,
+) -> None:
     record = {
         "hits": [
             {
@@ -808,16 +942,25 @@ def _write_record(path: str, world: SimWorld, parts: Sequence[DemoPart]) -> None
             {"address": u.lease.address, "relay": u.lease.relay, "state": u.state, "used": u.used}
             for u in world.leases()
         ],
+        # Every client's own counters, whole: Scrapy's stats per spider, the requests pool's.
+        "stats": {name: _jsonable(stats) for name, stats in crawl.stats.items()},
+        "pool": _jsonable(session.pool) if session is not None else None,
     }
     Path(path).write_text(json.dumps(record), "utf-8")
 
 
-def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO) -> int:
+def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="proxypool-demo-"))
-    log_file = workdir / "scrapy.log"
+    log_file = options.log_file or workdir / "scrapy.log"
     keep_log = False
-    world = SimWorld(DEMO_LAYOUT, pages=PAGES, time_scale=TIME_SCALE)
+    world = SimWorld(
+        DEMO_LAYOUT,
+        pages=PAGES,
+        time_scale=TIME_SCALE,
+        app_key=options.app_key,
+        relay_auth=options.proxy_auth,
+    )
     try:
         world.start()
         parts = _parts(world)
@@ -833,11 +976,11 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO) -> int:
             for part in spiders:
                 progress.begin(part.name)
             try:
-                crawl = _crawl(world, spiders, log_file)
+                crawl = _crawl(world, spiders, log_file, options)
                 session: _SessionOutcome | None = None
                 if not crawl.interrupted:
                     progress.begin(session_part.name)
-                    session = _requests_session(world, session_part)
+                    session = _requests_session(world, session_part, options.proxy_auth)
             finally:
                 director.stop()
         if crawl.interrupted:
@@ -849,7 +992,7 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO) -> int:
         )
         record_path = os.environ.get(RECORD_ENV)
         if record_path:
-            _write_record(record_path, world, parts)
+            _write_record(record_path, world, parts, crawl, session)
         if as_json:
             stdout.write(json.dumps(summary, indent=2) + "\n")
         else:
@@ -893,11 +1036,13 @@ def _until_signalled() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def _serve(as_json: bool, stdout: TextIO, stderr: TextIO) -> int:
-    with _until_signalled() as stop, SimWorld(SERVE_LAYOUT, pages=SERVE_PAGES) as world:
+def _serve(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) -> int:
+    world = SimWorld(SERVE_LAYOUT, pages=SERVE_PAGES, app_key=options.app_key)
+    with _until_signalled() as stop, world:
         exports = {
             "PROXYPOOL_API_URL": world.api_url,
-            # The simulator's own key ("demo-..."), not an account's: safe to show.
+            # The simulator's own key ("demo-...", or the one PROXYPOOL_DEMO_APP_KEY chose), not
+            # an account's: safe to show, and what this mode is for.
             "PROXYPOOL_APP_KEY": world.app_key,
             TARGET_ENV: world.target_url,
         }
@@ -953,10 +1098,11 @@ def main(args: argparse.Namespace) -> int:
     from .sim.relays import RelayStartError
 
     as_json = bool(getattr(args, "json", False))
+    options = _options(os.environ)
     try:
         if getattr(args, "serve", False):
-            return _serve(as_json, stdout, stderr)
-        return _run_demo(as_json, stdout, stderr)
+            return _serve(as_json, stdout, stderr, options)
+        return _run_demo(as_json, stdout, stderr, options)
     except RelayStartError as exc:
         stderr.write(f"proxypool demo: a local relay did not start: {exc}\n")
         return EXIT_FAILED

@@ -612,6 +612,9 @@ class SimWorld:
     ``"demo-"`` and random hex: obviously not a real account's key). ``relay_latency``: seconds
     each relay waits before forwarding a request. ``hand_out_dead``: also lease relays that were
     killed (their ports refuse connections), as a provider handing out offline IPs would.
+    ``relay_auth``: ``(username, password)`` every relay demands (proxy basic auth; letters and
+    digits only), as a provider's account gateway would; the extracted ``"ip:port"`` strings
+    carry no credentials, so a client adds them itself. A (fake) secret: do not log it.
     ``linger``: seconds an ended lease keeps answering (with resets) before its port closes.
     ``clock``: monotonic seconds, for lease lives.
 
@@ -630,6 +633,7 @@ class SimWorld:
         prefix: str = "/openapi",
         relay_latency: float = 0.0,
         hand_out_dead: bool = False,
+        relay_auth: tuple[str, str] | None = None,
         linger: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         locations: tuple[SimCountry, ...] = DEFAULT_LOCATIONS,
@@ -642,7 +646,7 @@ class SimWorld:
         self.hand_out_dead = hand_out_dead
         self._lock = threading.Lock()
         self._rotation = 0
-        self.fleet = RelayFleet(len(self._relay_geos), latency=relay_latency)
+        self.fleet = RelayFleet(len(self._relay_geos), latency=relay_latency, auth=relay_auth)
         self.gateway = LeaseGateway(time_scale=time_scale, linger=linger, clock=clock)
         self.target = TargetSite(pages, links_per_page=links_per_page)
         self.simulator = ProviderSimulator(
