@@ -6,11 +6,18 @@
 CONNECT tunnels for https, connection pooling per proxy. Around that it
 
 - reports each outcome to the pool: success, failure (connection refused or reset, proxy errors,
-  timeouts, a 407 from the proxy) or a ban for the target's host (statuses in ``ban_statuses``,
-  or a pluggable :class:`~proxypool.policy.BanPolicy`);
+  connect timeouts, a CONNECT tunnel dropped during the TLS handshake, a 407 from the proxy) or a
+  ban for the target's host (statuses in ``ban_statuses``, or a pluggable
+  :class:`~proxypool.policy.BanPolicy`). A target certificate that fails verification is raised
+  as requests' ``SSLError`` at once and blamed on no proxy. A read timeout (no answer in time)
+  may be the target's slowness: it counts against the proxy only when another proxy then gets
+  the target's answer for the same request (at most once per proxy and request);
 - retries a failed or banned request on another proxy, up to ``max_proxy_retries`` times, when
-  the request body can be replayed; the final failure raises :class:`ProxyRequestFailed` or
-  :class:`ProxyBanned`, naming the proxies tried (host:port only);
+  the request body can be replayed. After a failure that may have struck once the target had the
+  request (a read timeout, a connection dropped while waiting for the answer) only idempotent
+  methods are retried (urllib3's ``Retry.DEFAULT_ALLOWED_METHODS``: GET, HEAD, PUT, DELETE,
+  OPTIONS, TRACE), so a POST is never sent twice. The final failure raises
+  :class:`ProxyRequestFailed` or :class:`ProxyBanned`, naming the proxies tried (host:port only);
 - raises :class:`NoProxyAvailable` when the pool cannot supply a proxy: the request is never sent
   directly;
 - lets an explicit proxy win: ``proxies=`` on the call, or the session's ``proxies`` setting,
@@ -33,21 +40,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import threading
 import weakref
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ConnectTimeout, ProxyError, ReadTimeout, SSLError
+from requests.exceptions import ConnectTimeout, InvalidURL, ProxyError, ReadTimeout, SSLError
 from requests.models import PreparedRequest, Response
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed, rewind_body, select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, LocationValueError
 from urllib3.util.retry import Retry
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from ._redact import install_log_redaction, redact
-from ._validate import shown
+from ._validate import check_float, check_int, shown
 from .errors import ConfigError, PoolExhausted, ProviderError, ProxyPoolError
 from .geo import Geo
 from .models import Proxy
@@ -64,10 +76,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Errors that say "this proxy did not deliver": retried elsewhere and counted against the proxy.
-# (requests' ConnectionError also covers SSLError, which is the target's certificate, not the
-# proxy: excluded below.)
-_PROXY_FAILURES = (ProxyError, ConnectTimeout, ReadTimeout, requests.exceptions.ConnectionError)
+# Errors that say "no answer through this proxy" (ConnectionError covers ProxyError, ConnectTimeout
+# and SSLError). Retried elsewhere, and counted against the proxy, except: a rejected target
+# certificate (re-raised), and a read timeout (maybe the target is slow: see send()).
+_PROXY_FAILURES = (ReadTimeout, requests.exceptions.ConnectionError)
+# A request that may have reached the target is sent again only with one of these methods.
+_IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS
+# urllib3's connect(): the socket, the CONNECT tunnel and the TLS handshake. The request is
+# written only after it returns, so an error raised inside it struck before the target saw a byte.
+_CONNECTING = frozenset({HTTPConnection.connect.__code__, HTTPSConnection.connect.__code__})
+_MAX_CAUSES = 32  # exceptions examined in one error's chain (args, reason, cause, context)
 _PROXY_AUTH_REQUIRED = 407
 _MAX_ERROR_TEXT = 300
 _MAX_PROXY_RETRIES = 100
@@ -156,8 +174,11 @@ class ProxyPoolAdapter(HTTPAdapter):
     429); ``ban_policy``: an extra :class:`~proxypool.policy.BanPolicy` consulted with the status
     and the body (the body is read for it, except on ``stream=True`` requests, where it sees
     ``b""``). ``max_proxy_retries``: how many other proxies to try after the first fails or is
-    banned (only when the body can be replayed). ``pool_timeout``: seconds to wait for the pool
-    to supply a proxy. Other keyword arguments go to ``HTTPAdapter`` (``pool_maxsize``, ...).
+    banned (only when the body can be replayed, and after a failure that may have reached the
+    target only for idempotent methods: see the module docstring). ``pool_timeout``: seconds to
+    wait for the pool to supply a proxy. Other keyword arguments go to ``HTTPAdapter``
+    (``pool_maxsize``, ...). With a ``session_key``, a retry after a read timeout goes to
+    another proxy and the session keeps its own (the timeout may be the target's).
 
     Call :meth:`close` (or close the session) when done: it also unregisters from the pool.
     """
@@ -176,26 +197,10 @@ class ProxyPoolAdapter(HTTPAdapter):
     ) -> None:
         if not all(callable(getattr(pool, m, None)) for m in ("get", "report_failure")):
             raise ConfigError("pool must be a ProxyPool", field="pool")
-        if (
-            isinstance(max_proxy_retries, bool)
-            or not isinstance(max_proxy_retries, int)
-            or not 0 <= max_proxy_retries <= _MAX_PROXY_RETRIES
-        ):
-            raise ConfigError(
-                f"max_proxy_retries must be an integer from 0 to {_MAX_PROXY_RETRIES}, "
-                f"not {shown(max_proxy_retries)}",
-                field="max_proxy_retries",
-            )
-        if (
-            isinstance(pool_timeout, bool)
-            or not isinstance(pool_timeout, int | float)
-            or not 0 <= pool_timeout <= _MAX_POOL_TIMEOUT
-        ):
-            raise ConfigError(
-                f"pool_timeout must be a number of seconds from 0 to {_MAX_POOL_TIMEOUT:g}, "
-                f"not {shown(pool_timeout)}",
-                field="pool_timeout",
-            )
+        check_int(max_proxy_retries, "max_proxy_retries", min=0, max=_MAX_PROXY_RETRIES)
+        pool_timeout = check_float(
+            pool_timeout, "pool_timeout", min=0.0, max=_MAX_POOL_TIMEOUT, unit="seconds"
+        )
         _check_adapter_kwargs(adapter_kwargs)
         if ban_policy is not None and not callable(getattr(ban_policy, "is_ban", None)):
             raise ConfigError(
@@ -214,7 +219,7 @@ class ProxyPoolAdapter(HTTPAdapter):
         self.session_key = session_key
         self.ban_policy = ban_policy
         self.max_proxy_retries = max_proxy_retries
-        self.pool_timeout = float(pool_timeout)
+        self.pool_timeout = pool_timeout
         # Guards self.proxy_manager: requests reads it check-then-get, the pool listener pops.
         self._managers_lock = threading.Lock()
         super().__init__(**adapter_kwargs)
@@ -245,26 +250,60 @@ class ProxyPoolAdapter(HTTPAdapter):
         domain = urlsplit(url).hostname
         replayable = _replayable(request)
         attempts = 1 + (self.max_proxy_retries if replayable else 0)
+        method = (request.method or "").upper()
         tried: list[Proxy] = []
+        slow: list[Proxy] = []  # read timeouts: blamed only if another proxy gets an answer
         last_error: BaseException | None = None
         last_ban: Response | None = None
         bans = 0
+        stop_note = ""
+        sticky = True
         for attempt in range(attempts):
             if attempt and request.body is not None and not isinstance(request.body, bytes | str):
                 rewind_body(request)
-            proxy = self._take(request, domain, tried)
+            proxy = self._take(request, domain, tried, sticky=sticky)
+            sticky = True
             tried.append(proxy)
             proxy_url = proxy.url
             try:
                 response = super().send(
                     request, stream, timeout, verify, cert, {"http": proxy_url, "https": proxy_url}
                 )
-            except SSLError:
-                raise  # the target's TLS, not the proxy's doing: retrying elsewhere cannot help
-            except _PROXY_FAILURES as exc:
+            except (InvalidURL, LocationValueError) as exc:
+                # The request's URL was checked when it was prepared, so this is the proxy's: a
+                # host urllib3 cannot parse (a malformed address from the source). The message
+                # quotes the proxy URL, password included: keep a masked copy, never the error.
                 self.pool.report_failure(proxy)
+                last_error = ProxyError(
+                    f"proxy {proxy} cannot be used: {type(exc).__name__}: "
+                    f"{_error_text(exc, [proxy])}"
+                )
+                logger.debug("proxy %s has an address that cannot be used", proxy)
+                continue
+            except _PROXY_FAILURES as exc:
+                if isinstance(exc, SSLError) and _certificate_rejected(exc):
+                    raise  # the target's certificate: every proxy leads to the same one
                 last_error = exc
-                logger.debug("proxy %s failed for %s (%s)", proxy, domain, type(exc).__name__)
+                # Any other SSLError is the proxy's: one that accepts CONNECT, then drops the
+                # tunnel during the handshake, or mid-answer.
+                may_have_arrived = not _before_send(exc)
+                if may_have_arrived and isinstance(exc, ReadTimeout):
+                    # The target may be the slow one: not held against the proxy unless another
+                    # proxy then gets an answer. The retry goes elsewhere, even for a sticky
+                    # session (which keeps its proxy).
+                    slow.append(proxy)
+                    sticky = False
+                    logger.debug("proxy %s: no answer from %s in time", proxy, domain)
+                else:
+                    self.pool.report_failure(proxy)
+                    logger.debug("proxy %s failed for %s (%s)", proxy, domain, type(exc).__name__)
+                if may_have_arrived and method not in _IDEMPOTENT_METHODS:
+                    if attempt + 1 < attempts:
+                        stop_note = (
+                            f" ({method} is not idempotent and may have reached the target, "
+                            "so no retry)"
+                        )
+                    break
                 continue
             status = response.status_code
             if status == _PROXY_AUTH_REQUIRED:
@@ -277,6 +316,7 @@ class ProxyPoolAdapter(HTTPAdapter):
                 if not stream:
                     _ = response.content  # read now: the connection goes back to its pool
                 self.pool.report_failure(proxy, domain=domain, banned=True)
+                self._blame_slow(slow, proxy, domain)
                 bans += 1
                 logger.debug("proxy %s banned by %s (HTTP %d)", proxy, domain, status)
                 if last_ban is not None:
@@ -287,11 +327,14 @@ class ProxyPoolAdapter(HTTPAdapter):
             if last_ban is not None:
                 last_ban.close()
             self.pool.report_success(proxy)
+            self._blame_slow(slow, proxy, domain)
             return response
 
         names = tuple(str(p) for p in tried)
         where = _describe(request)
-        retry_note = "" if replayable else " (the body could not be replayed, so no retry)"
+        retry_note = stop_note or (
+            "" if replayable else " (the body could not be replayed, so no retry)"
+        )
         if last_ban is not None and last_error is None:
             how = (
                 "every proxy tried"
@@ -353,10 +396,17 @@ class ProxyPoolAdapter(HTTPAdapter):
         environment = get_environ_proxies(url, no_proxy=proxies.get("no_proxy"))
         return bool(select_proxy(url, environment) != chosen)
 
-    def _take(self, request: PreparedRequest, domain: str | None, tried: list[Proxy]) -> Proxy:
+    def _take(
+        self, request: PreparedRequest, domain: str | None, tried: list[Proxy], *, sticky: bool
+    ) -> Proxy:
+        """A proxy from the pool; ``sticky=False`` leaves the session key out (the session keeps
+        its proxy, this request gets the next in rotation)."""
         try:
             return self.pool.get(
-                self.geo, session=self.session_key, domain=domain, timeout=self.pool_timeout
+                self.geo,
+                session=self.session_key if sticky else None,
+                domain=domain,
+                timeout=self.pool_timeout,
             )
         except (PoolExhausted, ProviderError) as exc:
             names = tuple(str(p) for p in tried)
@@ -366,6 +416,16 @@ class ProxyPoolAdapter(HTTPAdapter):
                 proxies_tried=names,
                 request=request,
             ) from exc
+
+    def _blame_slow(self, slow: list[Proxy], answered: Proxy, domain: str | None) -> None:
+        """The target answered this request through ``answered``, so the proxies that timed out
+        before it (``slow``, emptied here) were the slow ones: one failure each. This is the only
+        way a read timeout counts against a proxy, at most once per proxy and request."""
+        for proxy in dict.fromkeys(slow):
+            if proxy != answered:
+                self.pool.report_failure(proxy)
+                logger.debug("proxy %s timed out where %s got %s's answer", proxy, answered, domain)
+        slow.clear()
 
     def _is_ban(self, response: Response, stream: bool) -> bool:
         if response.status_code in self.ban_statuses:
@@ -378,8 +438,12 @@ class ProxyPoolAdapter(HTTPAdapter):
     def _forget(self, proxy: Proxy) -> None:
         """Drop (and close) the connection manager requests keeps for ``proxy``."""
         url = proxy.url
-        # requests stores managers under the URL as normalised by this (untyped) helper.
-        keys = {url, prepend_scheme_if_needed(url, "http")}  # type: ignore[no-untyped-call]
+        keys = {url}
+        # requests stores managers under the URL as normalised by this (untyped) helper. It
+        # fails on an address urllib3 cannot parse, for which requests made no manager; its
+        # error would quote the URL, password included.
+        with contextlib.suppress(ValueError):
+            keys.add(prepend_scheme_if_needed(url, "http"))  # type: ignore[no-untyped-call]
         with self._managers_lock:
             managers = [m for m in (self.proxy_manager.pop(k, None) for k in keys) if m]
         for manager in managers:
@@ -412,23 +476,22 @@ def _check_adapter_kwargs(kwargs: Mapping[str, Any]) -> None:
     size of -1) or fail with a ``TypeError`` naming no field."""
     for name, value in kwargs.items():
         if name in ("pool_connections", "pool_maxsize"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000
-            allowed = "an integer from 1 to 10000"
+            check_int(value, name, min=1, max=10_000)
         elif name == "pool_block":
-            ok, allowed = isinstance(value, bool), "True or False"
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be True or False, not {shown(value)}", field=name)
         elif name == "max_retries":
-            ok = isinstance(value, Retry) or (
-                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
-            )
-            allowed = "an integer from 0 to 100 or a urllib3 Retry"
+            if not isinstance(value, Retry):
+                try:
+                    check_int(value, name, min=0, max=100)
+                except ConfigError as exc:
+                    raise ConfigError(f"{exc} (or a urllib3 Retry)", field=name) from None
         else:
             known = "pool, geo, session_key, ban_statuses, ban_policy, max_proxy_retries, "
             known += "pool_timeout, pool_connections, pool_maxsize, max_retries, pool_block"
             raise ConfigError(
                 f"unknown argument {name!r}: ProxyPoolAdapter takes {known}", field=name
             )
-        if not ok:
-            raise ConfigError(f"{name} must be {allowed}, not {shown(value)}", field=name)
 
 
 def _replayable(request: PreparedRequest) -> bool:
@@ -437,6 +500,60 @@ def _replayable(request: PreparedRequest) -> bool:
     if body is None or isinstance(body, bytes | str):
         return True
     return isinstance(getattr(request, "_body_position", None), int)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors it wraps: requests and urllib3 nest the real one in ``args``
+    (``MaxRetryError``), ``reason``, ``__cause__`` and ``__context__``."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending and len(seen) < _MAX_CAUSES:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        for linked in (getattr(current, "reason", None), current.__cause__, current.__context__):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    """Whether ``exc`` is the target's certificate failing verification (untrusted, expired,
+    wrong host): any proxy would lead to the same certificate. Other TLS failures through a
+    tunnel (a proxy that accepts CONNECT and drops the connection) are the proxy's."""
+    return any(
+        isinstance(cause, ssl.SSLCertVerificationError | CertificateError) for cause in _causes(exc)
+    )
+
+
+def _before_send(exc: BaseException) -> bool:
+    """Whether ``exc`` certainly struck before the request left for the target: connecting to the
+    proxy, its CONNECT tunnel, the TLS handshake through it. Anything else (no answer in time, a
+    connection dropped while waiting for it) may have struck after the target got the request.
+
+    requests' exception types cannot tell: urllib3 reports a connection the proxy closed after
+    forwarding the request as ``ProxyError`` ("Unable to connect to proxy"), and a CONNECT
+    answer that never came as ``ReadTimeout``. So this looks at where the error was raised.
+    Unknown cases count as "may have arrived": a non-idempotent request is then not replayed."""
+    if isinstance(exc, ConnectTimeout):
+        return True
+    for cause in _causes(exc):
+        # urllib3's NewConnectionError (refused, unreachable, unresolved) is a ConnectTimeoutError.
+        if isinstance(cause, ConnectTimeoutError | ConnectionRefusedError):
+            return True
+        if _raised_while_connecting(cause.__traceback__):
+            return True
+    return False
+
+
+def _raised_while_connecting(trace: TracebackType | None) -> bool:
+    while trace is not None:
+        if trace.tb_frame.f_code in _CONNECTING:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _discard(response: Response) -> None:

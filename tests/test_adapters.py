@@ -8,19 +8,26 @@ relays' addresses.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import itertools
 import logging
+import socket
+import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from pytest_httpserver import HTTPServer
+from urllib3.util.retry import Retry
 
 from proxypool.adapters import (
     NoProxyAvailable,
@@ -35,7 +42,7 @@ from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.policy import Backoff
 from proxypool.pool import ProxyPool
-from proxypool.sim.relays import RelayFleet
+from proxypool.sim.relays import RelayFleet, port_for_source_ip
 from proxypool.sim.target import CAPTCHA_MARKER, TargetSite
 
 MakeFleet = Callable[..., RelayFleet]
@@ -113,6 +120,175 @@ def sessions() -> Iterator[Callable[..., requests.Session]]:
 
 
 Sessions = Callable[..., requests.Session]
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``limit`` seconds pass (False). A safety
+    limit for events that happen in other processes (a relay forwarding a request), not a
+    speed assertion."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class BrokenProxy:
+    """A misbehaving "proxy": a plain socket server on loopback that reads one request head per
+    connection and records its method and target (``"CONNECT host:port"``). ``drop``: answers
+    ``200 Connection established`` and closes the connection at once (a dying exit node: the TLS
+    handshake through the tunnel meets EOF). ``mute``: never answers; the connection stays open
+    until :meth:`close`."""
+
+    def __init__(self, mode: str) -> None:
+        assert mode in ("drop", "mute")
+        self.mode = mode
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.proxy = Proxy("127.0.0.1", self.port)
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._held: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"broken-proxy-{mode}")
+        self._thread.start()
+
+    def request_lines(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        # Wake the accept() below: closing a listening socket from another thread does not.
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            pass
+        self._thread.join(10)
+        self._listener.close()
+        with self._lock:
+            for conn in self._held:
+                conn.close()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self._listener.accept()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+            conn.settimeout(10)
+            head = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+            with self._lock:
+                self._lines.append(" ".join(head.decode("latin-1").split(" ")[:2]))
+                if self.mode == "mute":
+                    self._held.append(conn)
+                    continue
+            with contextlib.suppress(OSError):
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            conn.close()
+
+
+@pytest.fixture
+def broken_proxy() -> Iterator[Callable[[str], BrokenProxy]]:
+    """Factory: ``broken_proxy("drop" | "mute")``, closed at teardown."""
+    made: list[BrokenProxy] = []
+
+    def make(mode: str) -> BrokenProxy:
+        made.append(BrokenProxy(mode))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    server: SlowSite
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        path = urlsplit(self.path).path
+        self.server.record(self.command, path, self.client_address[0])
+        if path == "/hangup":
+            self.close_connection = True  # closed without a word: the client sees it dropped
+            return
+        if path == "/slow":
+            self.server.release.wait()  # answers only once the test is over
+        with contextlib.suppress(OSError):  # the client gave up long ago
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+
+class SlowSite(ThreadingHTTPServer):
+    """A target on loopback for read-phase failures: ``/slow`` answers only when the site is
+    closed (after any read timeout), ``/hangup`` closes the connection without an answer,
+    anything else answers 200 at once. Every request is recorded when it arrives, with the
+    relay that carried it (from the peer address, see ``source_ip_for_port``)."""
+
+    daemon_threads = False  # server_close() joins the handler threads
+    block_on_close = True
+
+    def __init__(self, fleet: RelayFleet) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+        self.fleet = fleet
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._hits: list[tuple[str, str, str | None]] = []
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="slow-site"
+        )
+        self._thread.start()
+
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def record(self, method: str, path: str, peer: str) -> None:
+        port = port_for_source_ip(peer)
+        relay = None if port is None else self.fleet.by_port(port)
+        with self._lock:
+            self._hits.append((method, path, None if relay is None else relay.name))
+
+    def hits(self) -> list[tuple[str, str, str | None]]:
+        """``(method, path, relay name or None for a direct request)``, in arrival order."""
+        with self._lock:
+            return list(self._hits)
+
+    def close(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def slow_site(relay_fleet: RelayFleet) -> Iterator[SlowSite]:
+    site = SlowSite(relay_fleet)
+    yield site
+    site.close()
+
+
+# Seconds the client waits for the target's answer; /slow never answers in time.
+READ_TIMEOUT = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,6 +455,171 @@ def test_a_target_certificate_error_is_not_blamed_on_the_proxy(
 
     stats = pool.stats()
     assert (stats["served"], stats["failures"]) == (1, 0)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_proxy_dropping_its_https_tunnel_is_blamed_and_the_request_retried(
+    relay_fleet: RelayFleet,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    broken_proxy: Callable[[str], BrokenProxy],
+    method: str,
+) -> None:
+    tls_target_site.know_relays(relay_fleet)
+    dropper = broken_proxy("drop")
+    pool = make_pool([dropper.proxy, relay_fleet["relay-0"].proxy])  # the dropper comes first
+    session = sessions(pool)
+    verify = str(tls_target_site.cert_path)
+
+    # The TLS handshake failed before the request was written: even a POST is sent again.
+    response = session.request(
+        method, tls_target_site.url_for("/echo"), data=b"order-1", timeout=10, verify=verify
+    )
+
+    assert response.status_code == 200
+    assert response.json()["method"] == method
+    assert dropper.request_lines() == [f"CONNECT 127.0.0.1:{tls_target_site.port}"]
+    assert tls_target_site.hits_by_relay() == {"relay-0": 1}
+    stats = pool.stats()
+    assert (stats["served"], stats["successes"], stats["failures"]) == (2, 1, 1)
+    # Reported, so cooling: the next request goes straight to the relay.
+    assert session.get(tls_target_site.url_for("/"), timeout=10, verify=verify).ok
+    assert len(dropper.request_lines()) == 1
+    assert tls_target_site.hits_by_relay() == {"relay-0": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# failures that may have reached the target: no answer in time, a connection dropped after
+# the request went out
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_post_left_unanswered_is_sent_once_and_blames_no_proxy(
+    relay_fleet: RelayFleet, slow_site: SlowSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies(["relay-0", "relay-1"]), max_failures=1)
+    session = sessions(pool, pool_timeout=0.2)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.post(slow_site.url_for("/slow"), data=b"order-1", timeout=(10, READ_TIMEOUT))
+
+    error = caught.value
+    assert isinstance(error.last_error, requests.exceptions.ReadTimeout)
+    assert error.proxies_tried == (relay_fleet["relay-0"].address,)
+    assert "POST is not idempotent and may have reached the target, so no retry" in str(error)
+    assert wait_until(lambda: len(slow_site.hits()) >= 1)
+    assert slow_site.hits() == [("POST", "/slow", "relay-0")]
+    stats = pool.stats()
+    assert (stats["failures"], stats["evictions"]) == (0, 0)
+
+
+def test_a_post_whose_connection_dropped_after_it_was_sent_is_not_replayed(
+    relay_fleet: RelayFleet, slow_site: SlowSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies(["relay-0", "relay-1"]))
+    session = sessions(pool, pool_timeout=0.2)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.post(slow_site.url_for("/hangup"), data=b"order-2", timeout=10)
+
+    # urllib3 calls this a ProxyError ("Unable to connect to proxy"), yet the target has it.
+    assert isinstance(caught.value.last_error, requests.exceptions.ProxyError)
+    assert caught.value.proxies_tried == (relay_fleet["relay-0"].address,)
+    assert slow_site.hits() == [("POST", "/hangup", "relay-0")]
+    assert pool.stats()["failures"] == 1  # a dropped connection still counts against the proxy
+
+
+@pytest.mark.parametrize("session_key", [None, "basket-7"], ids=["rotating", "sticky"])
+def test_a_get_left_unanswered_is_retried_on_another_proxy_and_evicts_none(
+    relay_fleet: RelayFleet, slow_site: SlowSite, sessions: Sessions, session_key: str | None
+) -> None:
+    # max_failures=1: a timeout held against a proxy would evict it at once.
+    pool = make_pool(relay_fleet.proxies(["relay-0", "relay-1"]), max_failures=1)
+    session = sessions(pool, session_key=session_key, max_proxy_retries=1, pool_timeout=0.2)
+
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.get(slow_site.url_for("/slow"), timeout=(10, READ_TIMEOUT))
+
+    error = caught.value
+    assert isinstance(error.last_error, requests.exceptions.ReadTimeout)
+    assert error.proxies_tried == (relay_fleet["relay-0"].address, relay_fleet["relay-1"].address)
+    assert wait_until(lambda: len(slow_site.hits()) >= 2)
+    assert slow_site.hits() == [("GET", "/slow", "relay-0"), ("GET", "/slow", "relay-1")]
+    stats = pool.stats()
+    assert (stats["failures"], stats["evictions"]) == (0, 0)
+    # Both still serve; a sticky session kept its proxy.
+    assert session.get(slow_site.url_for("/"), timeout=10).ok
+    assert session.get(slow_site.url_for("/"), timeout=10).ok
+    after = [relay for _, path, relay in slow_site.hits() if path == "/"]
+    assert after == (["relay-0", "relay-1"] if session_key is None else ["relay-0", "relay-0"])
+
+
+def test_a_proxy_that_never_answers_is_blamed_once_another_proxy_gets_the_answer(
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    sessions: Sessions,
+    broken_proxy: Callable[[str], BrokenProxy],
+) -> None:
+    mute = broken_proxy("mute")
+    pool = make_pool([mute.proxy, relay_fleet["relay-0"].proxy])  # the mute one comes first
+    session = sessions(pool)
+    url = target_site.url_for("/page/3")
+
+    response = session.get(url, timeout=(10, READ_TIMEOUT))
+
+    assert response.ok and "page 3" in response.text
+    assert mute.request_lines() == [f"GET {url}"]
+    assert target_site.hits_by_relay() == {"relay-0": 1}
+    assert pool.stats()["failures"] == 1  # the target answered at once through relay-0
+    assert session.get(url, timeout=(10, READ_TIMEOUT)).ok
+    assert len(mute.request_lines()) == 1  # cooling: not tried again
+
+
+def test_a_post_to_a_proxy_that_never_answers_is_not_replayed(
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    sessions: Sessions,
+    broken_proxy: Callable[[str], BrokenProxy],
+) -> None:
+    mute = broken_proxy("mute")
+    pool = make_pool([mute.proxy, relay_fleet["relay-0"].proxy])
+    session = sessions(pool)
+
+    # The proxy has the request: whether it went on to the target, the client cannot know.
+    with pytest.raises(ProxyRequestFailed) as caught:
+        session.post(target_site.url_for("/echo"), data=b"order-3", timeout=(10, READ_TIMEOUT))
+
+    assert caught.value.proxies_tried == (mute.proxy.address,)
+    assert len(mute.request_lines()) == 1
+    assert target_site.count() == 0
+    assert pool.stats()["failures"] == 0  # nothing shows the proxy was the slow one
+
+
+def test_an_unanswered_connect_is_a_connect_failure_so_even_a_post_is_retried(
+    relay_fleet: RelayFleet,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    broken_proxy: Callable[[str], BrokenProxy],
+) -> None:
+    tls_target_site.know_relays(relay_fleet)
+    mute = broken_proxy("mute")
+    pool = make_pool([mute.proxy, relay_fleet["relay-0"].proxy])
+    session = sessions(pool)
+
+    # urllib3 waits for the CONNECT answer for the connect timeout and raises ReadTimeout; the
+    # request itself was never written, so it goes to the next proxy, and the mute one is
+    # blamed at once.
+    response = session.post(
+        tls_target_site.url_for("/echo"),
+        data=b"order-4",
+        timeout=(2.0, 10),
+        verify=str(tls_target_site.cert_path),
+    )
+
+    assert response.json()["method"] == "POST"
+    assert mute.request_lines() == [f"CONNECT 127.0.0.1:{tls_target_site.port}"]
+    assert tls_target_site.hits_by_relay() == {"relay-0": 1}
+    assert pool.stats()["failures"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -671,7 +1012,18 @@ def test_wrap_session_mounts_one_adapter_for_http_and_https(relay_fleet: RelayFl
         ({"max_proxy_retries": -1}, "max_proxy_retries"),
         ({"max_proxy_retries": 1.5}, "max_proxy_retries"),
         ({"ban_statuses": [700]}, "ban_statuses"),
+        ({"max_proxy_retries": True}, "max_proxy_retries"),
+        ({"max_proxy_retries": 101}, "max_proxy_retries"),
         ({"pool_timeout": -1}, "pool_timeout"),
+        ({"pool_timeout": float("nan")}, "pool_timeout"),
+        ({"pool_timeout": float("inf")}, "pool_timeout"),
+        ({"pool_timeout": "30"}, "pool_timeout"),
+        ({"pool_maxsize": 0}, "pool_maxsize"),
+        ({"pool_connections": 2.0}, "pool_connections"),
+        ({"pool_block": 1}, "pool_block"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"retries": 3}, "retries"),
         ({"ban_policy": object()}, "ban_policy"),
         ({"session_key": ["unhashable"]}, "session_key"),
         ({"geo": 42}, "geo"),
@@ -684,7 +1036,21 @@ def test_bad_adapter_arguments_raise_config_error(
     with pytest.raises(ConfigError) as caught:
         ProxyPoolAdapter(pool, **kwargs)
     assert caught.value.field == field
+    assert field in str(caught.value)
     assert pool.stats()["served"] == 0
+
+
+def test_max_retries_takes_a_count_or_a_urllib3_retry(relay_fleet: RelayFleet) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    with pytest.raises(ConfigError) as caught:
+        ProxyPoolAdapter(pool, max_retries=1.5)
+    assert "urllib3 Retry" in str(caught.value)
+
+    adapters = [ProxyPoolAdapter(pool, max_retries=retries) for retries in (0, Retry(2))]
+
+    assert [a.max_retries.total for a in adapters] == [0, 2]
+    for adapter in adapters:
+        adapter.close()
 
 
 def test_a_pool_that_is_not_a_pool_is_a_config_error() -> None:
