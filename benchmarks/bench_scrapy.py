@@ -1,0 +1,397 @@
+"""Benchmark of real Scrapy crawls through proxypool's middleware: pages/s of the same crawl with
+no proxy, one static proxy, proxypool and scrapy-rotating-proxies, plus pages lost when the pool
+is mostly dead proxies. All in one run, so ratios compare like with like on this machine.
+
+Run from the repository root (not part of the test suite; loopback only)::
+
+    python benchmarks/bench_scrapy.py                 # 3,000 pages, every configuration
+    python benchmarks/bench_scrapy.py --pages 500     # a quicker smoke run
+    python benchmarks/bench_scrapy.py --only b c d    # some configurations
+
+Configurations (issue 5), each one crawl of ``--pages`` distinct pages with 32 concurrent requests
+(``CONCURRENT_REQUESTS`` and ``CONCURRENT_REQUESTS_PER_DOMAIN`` both 32 in every configuration,
+since scrapy-rotating-proxies puts all proxies of one host into one download slot):
+
+  a     no proxy
+  b     one static proxy through Scrapy's HttpProxyMiddleware (the baseline of the ratios)
+  c     proxypool over 10 proxies (from the provider simulator)
+  d     proxypool, 10 live proxies among 10,000 pooled entries (1,000 accounts per relay)
+  e10   scrapy-rotating-proxies over the same 10 proxies
+  e10k  scrapy-rotating-proxies over the same 10,000 entries
+  f_pp  proxypool, 10 live + 10,000 dead entries (nothing listens behind the dead ones)
+  f_rp  scrapy-rotating-proxies, the same 10 live + 10,000 dead entries
+  b10k  control, no proxy library: the spider sets d's 10,000 entries in meta["proxy"] in turn,
+        so d - b10k is what proxypool itself costs with 10k entries (credentials included)
+
+Targets: c and d >= 0.97 x b; f_pp: zero pages lost and >= 0.8 x b.
+
+The proxies are real proxy.py relays (``proxypool.sim.relays``), the site a local
+``proxypool.sim.target.TargetSite``. Each crawl runs in its own process (Scrapy's reactor starts
+once per process); pages/s = pages fetched with HTTP 200 / the crawl's ``elapsed_time_seconds``
+(spider open, including the pool's start-up, to spider close). Scrapy's own retries stay on (the
+default), so "lost" means lost after every retry either library makes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONCURRENCY = 32
+RELAYS = 10
+ENTRIES = 10_000
+TARGET_RATIO = 0.97
+TARGET_DEAD_RATIO = 0.8
+SLOW = frozenset({"f_rp"})  # run once: ~0.3 s per dead proxy it tries
+
+CONFIGS: Mapping[str, str] = {
+    "a": "no proxy",
+    "b": "one static proxy (HttpProxyMiddleware)",
+    "c": "proxypool, 10 proxies",
+    "d": "proxypool, 10 live among 10k entries",
+    "e10": "scrapy-rotating-proxies, 10 proxies",
+    "e10k": "scrapy-rotating-proxies, 10k entries",
+    "f_pp": "proxypool, 10 live + 10k dead",
+    "f_rp": "scrapy-rotating-proxies, 10 live + 10k dead",
+    "b10k": "control: the spider cycles d's 10k entries",
+}
+
+BASE_SETTINGS: dict[str, Any] = {
+    "CONCURRENT_REQUESTS": CONCURRENCY,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": CONCURRENCY,
+    "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "%(asctime)s.%(msecs)03d [%(name)s] %(levelname)s: %(message)s",
+    "LOGSTATS_INTERVAL": 3600,
+    "TELNETCONSOLE_ENABLED": False,
+    "REMOTE_CONTROL_ENABLED": False,
+    "ROBOTSTXT_OBEY": False,
+    "COOKIES_ENABLED": False,
+    "DOWNLOAD_TIMEOUT": 30,
+}
+ROTATING = {
+    "DOWNLOADER_MIDDLEWARES": {
+        "rotating_proxies.middlewares.RotatingProxyMiddleware": 610,
+        "rotating_proxies.middlewares.BanDetectionMiddleware": 620,
+    }
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# child: one crawl
+# ------------------------------------------------------------------------------------------------
+
+
+class FileSource:
+    """A ProxySource for the pool: every entry of ``BENCH_PROXY_FILE`` on the first extraction,
+    nothing after. Stands in for a pool that already holds that many entries."""
+
+    def __init__(self, path: str) -> None:
+        from proxypool.geo import Geo
+        from proxypool.models import Proxy
+
+        # Tagged "anywhere", as ProviderClient.extract() tags what it returns.
+        anywhere = Geo()
+        self._entries = [
+            Proxy(
+                e["host"],
+                e["port"],
+                username=e.get("username"),
+                password=e.get("password"),
+                geo=anywhere,
+            )
+            for e in json.loads(Path(path).read_text())
+        ]
+        self._served = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> FileSource:
+        return cls(crawler.settings["BENCH_PROXY_FILE"])
+
+    def extract(self, geo: Any, *, num: int, life: int) -> list[Any]:
+        if self._served:
+            return []
+        self._served = True
+        return list(self._entries)
+
+
+def child(spec_path: str) -> int:
+    import scrapy
+    from scrapy.crawler import CrawlerProcess
+
+    spec = json.loads(Path(spec_path).read_text())
+    counts = {"ok": 0, "other": 0, "failed": 0}
+    base, pages, proxy = spec["base"], spec["pages"], spec.get("static_proxy")
+    cycle = Path(spec["proxy_list"]).read_text().split() if spec.get("proxy_list") else []
+
+    class BenchSpider(scrapy.Spider):
+        name = "bench"
+
+        async def start(self) -> Any:
+            for n in range(pages):
+                meta = {"proxy": cycle[n % len(cycle)]} if cycle else {"proxy": proxy}
+                if not meta["proxy"]:
+                    meta = {}
+                yield scrapy.Request(f"{base}/page/{n}", meta=meta, errback=self.failed)
+
+        def parse(self, response: Any) -> None:
+            counts["ok" if response.status == 200 else "other"] += 1
+
+        def failed(self, failure: Any) -> None:
+            counts["failed"] += 1
+
+    process = CrawlerProcess(spec["settings"])
+    crawler = process.create_crawler(BenchSpider)
+    process.crawl(crawler)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    process.start()
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    stats = crawler.stats.get_stats()
+    result = {
+        **counts,
+        "elapsed": stats.get("elapsed_time_seconds"),
+        # CPU seconds of the crawl process (all its threads): unlike wall time, barely moved by
+        # other jobs on a shared machine.
+        "cpu": (cpu_after.ru_utime - cpu_before.ru_utime)
+        + (cpu_after.ru_stime - cpu_before.ru_stime),
+        "finish_reason": stats.get("finish_reason"),
+        "proxypool": {k: v for k, v in stats.items() if k.startswith("proxypool/")},
+        "rotating": {k: v for k, v in stats.items() if k.startswith("proxies/")},
+    }
+    Path(spec["result"]).write_text(json.dumps(result, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# parent: fixtures, one child per configuration, the report
+# ------------------------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A port nothing listens on, on any loopback address (checked by binding 0.0.0.0)."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def dead_entries(count: int, port: int) -> list[dict[str, Any]]:
+    """Distinct dead proxies: 127.254.x.y:port (loopback, nothing listens: refused at once)."""
+    return [
+        {"host": f"127.254.{(i >> 8) & 255}.{i & 255}", "port": port} for i in range(1, count + 1)
+    ]
+
+
+def write_lists(workdir: Path, name: str, entries: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """The same entries as a JSON file (proxypool) and a URL list (scrapy-rotating-proxies)."""
+    shuffled = list(entries)
+    random.Random(5).shuffle(shuffled)
+    json_path = workdir / f"{name}.json"
+    json_path.write_text(json.dumps(shuffled))
+    urls = []
+    for e in shuffled:
+        auth = f"{e['username']}:{e['password']}@" if e.get("username") else ""
+        urls.append(f"http://{auth}{e['host']}:{e['port']}")
+    txt_path = workdir / f"{name}.txt"
+    txt_path.write_text("\n".join(urls) + "\n")
+    return str(json_path), str(txt_path)
+
+
+def run_child(
+    workdir: Path, name: str, spec: dict[str, Any], env: Mapping[str, str]
+) -> dict[str, Any]:
+    spec_path = workdir / f"{name}.spec.json"
+    spec["result"] = str(workdir / f"{name}.result.json")
+    spec["settings"] = {
+        **BASE_SETTINGS,
+        **spec["settings"],
+        "LOG_FILE": str(workdir / f"{name}.log"),
+    }
+    spec_path.write_text(json.dumps(spec))
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy") and not k.startswith("PROXYPOOL_")
+    }
+    child_env.update(env)
+    child_env["PYTHONPATH"] = str(ROOT)
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    wall = time.perf_counter() - began
+    if proc.returncode != 0 or not Path(spec["result"]).exists():
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(Path(spec["result"]).read_text())
+    result["wall"] = wall
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs per configuration (median)")
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--workdir", help="keep the crawl logs and proxy lists in this directory")
+    args = parser.parse_args(argv)
+
+    from proxypool.sim.provider import ProviderSimulator
+    from proxypool.sim.relays import RelayFleet
+    from proxypool.sim.target import TargetSite
+
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scrapy-") as tmp,
+        RelayFleet(RELAYS) as fleet,
+        TargetSite(args.pages) as site,
+    ):
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        relays = [{"host": r.host, "port": r.port} for r in fleet]
+        accounts = [
+            {**relay, "username": f"user{i}", "password": "pass"}
+            for i in range(ENTRIES // RELAYS)
+            for relay in relays
+        ]
+        dead = dead_entries(ENTRIES, closed_port())
+        lists = {
+            "ten": write_lists(workdir, "ten", relays),
+            "accounts": write_lists(workdir, "accounts", accounts),
+            "dead": write_lists(workdir, "dead", relays + dead),
+        }
+        with ProviderSimulator(
+            address_source=lambda cc, st, city, num, life: [r.address for r in fleet][:num]
+        ) as sim:
+            specs: dict[str, tuple[dict[str, Any], Mapping[str, str]]] = {
+                "a": ({"settings": {}}, {}),
+                "b": ({"settings": {}, "static_proxy": fleet.relays[0].url}, {}),
+                "c": (
+                    {
+                        "settings": {
+                            "ADDONS": {"scrapy_ext.ProxyPoolAddon": 0},
+                            "PROXYPOOL_BATCH": RELAYS,
+                        }
+                    },
+                    sim.env(),
+                ),
+                "d": ({"settings": _pool_from_file(lists["accounts"][0])}, {}),
+                "e10": (
+                    {"settings": {**ROTATING, "ROTATING_PROXY_LIST_PATH": lists["ten"][1]}},
+                    {},
+                ),
+                "e10k": (
+                    {"settings": {**ROTATING, "ROTATING_PROXY_LIST_PATH": lists["accounts"][1]}},
+                    {},
+                ),
+                "f_pp": ({"settings": _pool_from_file(lists["dead"][0])}, {}),
+                "b10k": ({"settings": {}, "proxy_list": lists["accounts"][1]}, {}),
+                "f_rp": (
+                    {"settings": {**ROTATING, "ROTATING_PROXY_LIST_PATH": lists["dead"][1]}},
+                    {},
+                ),
+            }
+            # Rounds interleave the configurations, so a burst of load from other processes on
+            # the machine hits them alike; the report takes each one's median.
+            for round_no in range(args.rounds):
+                for name in args.only:
+                    if name in SLOW and round_no:
+                        continue  # minutes per run, and far from the others either way
+                    spec, env = specs[name]
+                    spec = {**spec, "base": site.url, "pages": args.pages}
+                    print(
+                        f"round {round_no + 1}: {name:5} {CONFIGS[name]} ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    results[name].append(run_child(workdir, f"{name}-{round_no}", spec, env))
+                    site.clear()
+
+    met = report(results, args.pages)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    return 0 if met else 1
+
+
+def _pool_from_file(path: str) -> dict[str, Any]:
+    return {
+        "ADDONS": {"scrapy_ext.ProxyPoolAddon": 0},
+        "PROXYPOOL_SOURCE": "__main__.FileSource",
+        "BENCH_PROXY_FILE": path,
+        "PROXYPOOL_BATCH": 500,
+    }
+
+
+def report(results: Mapping[str, list[dict[str, Any]]], pages: int) -> bool:
+    """Print the table; True when every target measured was met."""
+
+    def rate(run: dict[str, Any]) -> float:
+        return float(run["ok"]) / float(run["elapsed"]) if run.get("elapsed") else 0.0
+
+    speeds = {
+        name: statistics.median(rate(r) for r in runs) for name, runs in results.items() if runs
+    }
+    lost = {name: max(pages - int(r["ok"]) for r in runs) for name, runs in results.items() if runs}
+    base = speeds.get("b")
+    rounds = max((len(runs) for runs in results.values()), default=0)
+    print(
+        f"\nScrapy crawl of {pages} pages, {CONCURRENCY} concurrent; median of {rounds} "
+        f"interleaved rounds (f_rp: one); ratios against b, measured in the same run\n"
+    )
+    cpu = {
+        name: statistics.median(1000 * float(r["cpu"]) / max(1, int(r["ok"])) for r in runs)
+        for name, runs in results.items()
+        if runs
+    }
+    print(
+        f"{'config':6} {'description':46} {'pages/s':>8} {'x b':>6} {'lost':>6} "
+        f"{'CPU ms/page':>11}  runs (pages/s)"
+    )
+    for name, speed in speeds.items():
+        ratio = f"{speed / base:.2f}" if base else "-"
+        runs = " ".join(f"{rate(r):.0f}" for r in results[name])
+        print(
+            f"{name:6} {CONFIGS[name]:46} {speed:8.1f} {ratio:>6} {lost[name]:6d} "
+            f"{cpu[name]:11.3f}  {runs}"
+        )
+    if not base:
+        return True
+    print()
+    met = True
+    for name, floor in (("c", TARGET_RATIO), ("d", TARGET_RATIO), ("f_pp", TARGET_DEAD_RATIO)):
+        if name not in speeds:
+            continue
+        ratio = speeds[name] / base
+        ok = ratio >= floor and (name != "f_pp" or lost[name] == 0)
+        met = met and ok
+        extra = ", zero pages lost" if name == "f_pp" else ""
+        print(
+            f"target {name}: >= {floor:.2f} x b{extra}: {'met' if ok else 'MISSED'} "
+            f"({ratio:.2f} x b, {lost[name]} lost)"
+        )
+    print(f"\ntargets: {'all met' if met else 'NOT all met'}")
+    return met
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        sys.exit(child(sys.argv[2]))
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""An example Scrapy project whose spider crawls through proxypool, by geography."""

@@ -1,0 +1,686 @@
+"""ProxyPoolMiddleware: the Scrapy downloader middleware that sends every request through the pool.
+
+The middleware is thin: settings are read once (``settings.read_settings``) and every decision
+about proxies is the pool's. What it adds is the Scrapy side:
+
+- It never blocks the event loop. On the loop it only calls the pool's memory-only methods
+  (``try_get``, ``needs_refill``, ``report_*``). Location lookups, extractions and waiting for a
+  proxy (``pool.get``) run in the middleware's own worker threads; a request whose geography has
+  no usable proxy awaits the refill in flight there instead of failing.
+- Fail closed: with the middleware enabled no request is downloaded without a pool proxy, except
+  those the user marked (``meta["proxypool_disable"]``) or gave their own ``meta["proxy"]``. A bad
+  configuration, a rejected app_key or an unknown geography closes the spider with a clear reason
+  before any request is sent, and every request that still comes is dropped (``IgnoreRequest``).
+- Each request is tied to the pool entry it used by a private meta key (``_proxypool_proxy``),
+  never by host:port: Scrapy strips credentials from ``meta["proxy"]`` and gateway proxies share an
+  address.
+- Bans (``PROXYPOOL_BAN_STATUSES``, or a ``PROXYPOOL_BAN_POLICY``) and proxy failures (download
+  errors through the proxy, or its own HTTP 407) are reported to the pool, a ban for the target's
+  domain only, and the request is retried on another proxy, up to ``PROXYPOOL_MAX_PROXY_RETRIES``
+  times; after that it fails visibly (a WARNING naming the proxies tried) and is counted.
+
+- Extracted proxies that refuse TCP connections are dropped before they join the pool
+  (``PROXYPOOL_CHECK_PROXIES``, see ``scrapy_ext.source``), so no request slot is spent on them.
+
+Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``, ``bans/policy``,
+``proxy_errors``, ``proxy_errors/<exception or 407>``, ``retries``, ``retry_exhausted``,
+``exhausted``, ``bad_geo``, ``refills``, ``extractions``, ``extracted``, ``rejected``,
+``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and ``error`` (why the
+spider was closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from scrapy import signals
+from scrapy.core.engine import ExecutionEngine
+from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
+from scrapy.utils.misc import build_from_crawler, load_object
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from proxypool.api import ProviderClient
+from proxypool.errors import (
+    AccountError,
+    ConfigError,
+    InvalidGeo,
+    PoolExhausted,
+    ProviderError,
+    ProxyPoolError,
+)
+from proxypool.geo import Geo, LocationCatalog
+from proxypool.models import Proxy
+from proxypool.pool import ProxyPool, ProxySource
+
+from .settings import ProxyPoolSettings, read_settings
+from .source import CheckedSource
+
+if TYPE_CHECKING:
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+__all__ = [
+    "PROXY_META_KEY",
+    "BanPolicy",
+    "ProxyPoolMiddleware",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Private meta key holding the ``Proxy`` (the pool entry) a request was sent through.
+PROXY_META_KEY = "_proxypool_proxy"
+_RETRIES_KEY = "_proxypool_retries"
+_TRIED_KEY = "_proxypool_tried"
+
+# Why the spider is closed (its finish_reason).
+REASON_MISCONFIGURED = "proxypool_misconfigured"
+REASON_INVALID_GEO = "proxypool_invalid_geo"
+REASON_ACCOUNT = "proxypool_account_error"
+
+# Download errors that mean the proxy failed (or could not carry the request): refused, timed out,
+# unresolvable proxy host, tunnel refused, connection dropped. Import paths, because some exist
+# only in some Scrapy versions (Scrapy >= 2.14 wraps Twisted's errors in its own).
+_PROXY_FAILURES = (
+    "scrapy.exceptions.DownloadConnectionRefusedError",
+    "scrapy.exceptions.DownloadTimeoutError",
+    "scrapy.exceptions.DownloadFailedError",
+    "scrapy.exceptions.CannotResolveHostError",
+    "scrapy.exceptions.ResponseDataLossError",
+    "scrapy.core.downloader.handlers.http11.TunnelError",
+    "twisted.internet.error.ConnectError",
+    "twisted.internet.error.TimeoutError",
+    "twisted.internet.error.ConnectionLost",
+    "twisted.internet.error.ConnectionDone",
+    "twisted.internet.defer.TimeoutError",
+    "twisted.web._newclient.ResponseNeverReceived",
+    "twisted.web._newclient.ResponseFailed",
+)
+
+_MAX_GEO_CACHE = 1024
+_REFILL_CHECK = 0.05  # seconds between two needs_refill() checks of one geography
+
+# ProviderClient parameter -> the setting it comes from, for error messages.
+_CLIENT_SETTINGS = {
+    "app_key": "PROXYPOOL_APP_KEY",
+    "base_url": "PROXYPOOL_API_URL",
+    "timeout": "PROXYPOOL_API_TIMEOUT",
+}
+
+# Scrapy >= 2.14 closes a spider whose spider_opened handler raises CloseSpider, before it sends
+# any request; older versions only log it, so the middleware closes the spider itself there.
+_CLOSES_ON_OPEN = hasattr(ExecutionEngine, "open_spider_async")
+
+
+class BanPolicy(Protocol):
+    """A pluggable ban check (``PROXYPOOL_BAN_POLICY`` = its import path, or the object).
+
+    It sees the decoded response (after ``HttpCompressionMiddleware``) and may read its body;
+    returning True means the target site refused the proxy. A class is built with
+    ``from_crawler`` when it has one. A plain function ``(request, response) -> bool`` works too.
+    """
+
+    def is_ban(self, request: Request, response: Response) -> bool: ...
+
+
+def _proxy_failure_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    for path in _PROXY_FAILURES:
+        try:
+            obj = load_object(path)
+        except (ImportError, NameError, AttributeError, ValueError):
+            continue
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            found.append(obj)
+    return tuple(found)
+
+
+def _slot_for(proxy: Proxy) -> str:
+    """A download slot per pool entry. Gateway entries share host:port and differ by username, so
+    a checksum of the username (never the password) tells them apart without logging it."""
+    if proxy.username is None:
+        return f"proxypool:{proxy.address}"
+    return f"proxypool:{proxy.address}#{zlib.crc32(proxy.username.encode()):08x}"
+
+
+class ProxyPoolMiddleware:
+    """Downloader middleware sending each request through a proxy from a ``ProxyPool``.
+
+    Enable with ``ADDONS = {"scrapy_ext.ProxyPoolAddon": 0}`` or
+    ``DOWNLOADER_MIDDLEWARES = {"scrapy_ext.ProxyPoolMiddleware": 560}``; configure with the
+    ``PROXYPOOL_*`` settings (``scrapy_ext.settings.DEFAULTS``). Geography: setting
+    ``PROXYPOOL_GEO``, spider attribute ``proxypool_geo`` (plus ``proxypool_geos``, further
+    geographies its requests use, validated and pre-filled at start too), ``meta["proxypool_geo"]``
+    per request (``"US/California"``, a dict or a ``Geo``). Sticky sessions:
+    ``meta["proxypool_session"]`` (any hashable key). ``meta["proxypool_disable"]`` sends a request
+    without the pool, on purpose; a request with the user's own ``meta["proxy"]`` is left alone.
+
+    Every method runs on the reactor thread; blocking work goes to a private thread pool.
+    Subclasses may override ``build_source`` and ``build_pool``.
+    """
+
+    def __init__(self, crawler: Crawler, config: ProxyPoolSettings | None = None) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.pool: ProxyPool | None = None
+        self.source: CheckedSource | None = None
+        # (finish reason, message) once the middleware cannot serve: every request is dropped.
+        self._failure: tuple[str, str] | None = None
+        self._spider_geo = Geo()
+        self._failures = _proxy_failure_types()
+        self._ban_policy: Callable[[Request, Response], bool] | None = None
+        self._geo_cache: dict[Hashable, Geo] = {}
+        self._bad_geos: dict[Geo, str] = {}
+        self._refilling: set[Geo] = set()
+        # needs_refill() takes the pool lock: asked at most once per _REFILL_CHECK s per geo.
+        self._refill_checked: dict[Geo, float] = {}
+        self._clock: Callable[[], float] = time.monotonic
+        self._inc = self.stats.inc_value  # bound once: Scrapy wraps every attribute access
+        # Requests that arrive while spider_opened is still preparing wait here (a list only then).
+        self._open_waiters: list[defer.Deferred[None]] | None = None
+        self._closing = False
+        self._executor: ThreadPoolExecutor | None = None
+        try:
+            self.config = config if config is not None else read_settings(crawler.settings)
+        except ConfigError as exc:
+            self.config = ProxyPoolSettings()
+            self._failure = (REASON_MISCONFIGURED, str(exc))
+            return
+        if not self.config.enabled:
+            return
+        self._spider_geo = self.config.geo
+        try:
+            if self.config.ban_policy is not None:
+                self._ban_policy = self._load_ban_policy(self.config.ban_policy)
+            self.source = CheckedSource(
+                self.build_source(),
+                check=self.config.check_proxies,
+                timeout=self.config.check_timeout,
+            )
+            self.pool = self.build_pool(self.source)
+        except ConfigError as exc:
+            self._failure = (REASON_MISCONFIGURED, str(exc))
+            return
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxypool")
+        if not crawler.settings.getbool("HTTPPROXY_ENABLED", True):
+            logger.warning(
+                "proxypool: HTTPPROXY_ENABLED is False, so proxy credentials are not sent; "
+                "proxies that need a username and password will refuse requests"
+            )
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ProxyPoolMiddleware:
+        middleware = cls(crawler)
+        if not middleware.config.enabled and middleware._failure is None:
+            raise NotConfigured("PROXYPOOL_ENABLED is False")
+        crawler.signals.connect(middleware.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
+        return middleware
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def build_source(self) -> ProxySource:
+        """Where proxies come from: ``PROXYPOOL_SOURCE`` if set (an object with
+        ``extract(geo, *, num, life)``, a class, or an import path), else a ``ProviderClient`` for
+        ``PROXYPOOL_API_URL`` with ``PROXYPOOL_APP_KEY``. No network call is made here."""
+        spec = self.config.source
+        if spec is None:
+            try:
+                return ProviderClient(
+                    self.config.app_key,
+                    base_url=self.config.api_url,
+                    timeout=self.config.api_timeout,
+                )
+            except ConfigError as exc:  # say which setting, not which parameter
+                setting = _CLIENT_SETTINGS.get(exc.field or "", "PROXYPOOL_API_URL")
+                raise ConfigError(f"{setting}: {exc}", field=setting) from None
+        obj = self._load("PROXYPOOL_SOURCE", spec)
+        if not callable(getattr(obj, "extract", None)):
+            raise ConfigError(
+                "PROXYPOOL_SOURCE must be an object with an extract(geo, *, num, life) method, "
+                f"not {type(obj).__name__}",
+                field="PROXYPOOL_SOURCE",
+            )
+        return obj  # type: ignore[no-any-return]
+
+    def build_pool(self, source: CheckedSource) -> ProxyPool:
+        """The pool, fed by ``source``. Geographies are validated with the location lists of the
+        wrapped source when it has them (a ``ProviderClient`` does)."""
+        inner = source.source
+        catalog = None
+        if all(
+            callable(getattr(inner, name, None))
+            for name in ("list_state_catalog", "list_city_catalog")
+        ):
+            catalog = LocationCatalog(inner)  # type: ignore[arg-type]
+        config = self.config
+        return ProxyPool(
+            source,
+            geo=config.geo,
+            life=config.life,
+            batch=config.batch,
+            min_size=config.min_size,
+            strategy=config.strategy,
+            expiry_margin=config.expiry_margin,
+            max_failures=config.max_failures,
+            max_extracted=config.max_extracted,
+            catalog=catalog,
+        )
+
+    def _load(self, setting: str, spec: Any) -> Any:
+        try:
+            obj = load_object(spec) if isinstance(spec, str) else spec
+        except (ImportError, NameError, AttributeError, ValueError) as exc:
+            raise ConfigError(
+                f"{setting} {spec!r} cannot be imported: {exc}", field=setting
+            ) from None
+        if isinstance(obj, type):
+            obj = build_from_crawler(obj, self.crawler)
+        return obj
+
+    def _load_ban_policy(self, spec: Any) -> Callable[[Request, Response], bool]:
+        obj = self._load("PROXYPOOL_BAN_POLICY", spec)
+        is_ban = getattr(obj, "is_ban", None)
+        if callable(is_ban):
+            return is_ban  # type: ignore[no-any-return]
+        if callable(obj):
+            return obj  # type: ignore[no-any-return]
+        raise ConfigError(
+            "PROXYPOOL_BAN_POLICY must have an is_ban(request, response) method or be a function "
+            f"(request, response) -> bool, not {type(obj).__name__}",
+            field="PROXYPOOL_BAN_POLICY",
+        )
+
+    # -- spider lifecycle -------------------------------------------------------------------------
+
+    async def spider_opened(self, spider: Spider | None = None) -> None:
+        """Validate every geography the spider declares and pre-fill the pool (in worker threads).
+
+        Closes the spider (``CloseSpider``) with a clear reason when the configuration is bad, a
+        geography unknown, or the account refused; transient provider errors only warn, since
+        requests wait for a later refill anyway.
+        """
+        spider = spider if spider is not None else self.crawler.spider
+        self._open_waiters = []
+        try:
+            if self._failure is None:
+                await self._prepare(spider)
+        finally:
+            waiters, self._open_waiters = self._open_waiters or [], None
+            for waiter in waiters:
+                waiter.callback(None)
+        if self._failure is None:
+            return
+        reason, message = self._failure
+        logger.error("proxypool: closing the spider before any request is sent: %s", message)
+        self.stats.set_value("proxypool/error", message)
+        if _CLOSES_ON_OPEN:
+            raise CloseSpider(reason)
+        self._close_spider(reason)
+
+    async def _prepare(self, spider: Spider | None) -> None:
+        try:
+            declared = self._declared_geos(spider)
+        except ConfigError as exc:
+            self._failure = (REASON_MISCONFIGURED, str(exc))
+            return
+        results: list[tuple[bool, Any]] = await maybe_deferred_to_future(
+            defer.DeferredList(
+                [self._call_in_thread(self._prepare_geo, geo) for _, geo in declared],
+                consumeErrors=True,
+            )
+        )
+        ready: list[str] = []
+        for (label, geo), (ok, result) in zip(declared, results, strict=True):
+            if ok:
+                canonical, live = result
+                if label != "proxypool_geos":
+                    self._spider_geo = canonical
+                ready.append(f"{_label(canonical)} ({live} live)")
+                continue
+            error = result.value
+            if isinstance(error, AccountError):
+                self._failure = (REASON_ACCOUNT, f"the provider refused the account: {error}")
+                break
+            if isinstance(error, ConfigError):
+                self._failure = (
+                    REASON_INVALID_GEO,
+                    f"{label} = {str(geo)!r} is not a geography the provider knows: {error}",
+                )
+                break
+            logger.warning(
+                "proxypool: could not prepare %s yet (%s); requests will wait", geo, error
+            )
+        self._sync_stats()
+        if self._failure is None:
+            logger.info("proxypool: pool ready for %s", ", ".join(ready) or "nothing yet")
+
+    def _declared_geos(self, spider: Spider | None) -> list[tuple[str, Geo]]:
+        """(where it was declared, Geo) for the spider's default geography and its extra ones."""
+        declared: list[tuple[str, Geo]] = []
+        own = getattr(spider, "proxypool_geo", None)
+        if own is not None:
+            declared.append(("spider attribute proxypool_geo", _coerce(own, "proxypool_geo")))
+        else:
+            declared.append(("PROXYPOOL_GEO", self.config.geo))
+        extra = getattr(spider, "proxypool_geos", None) or ()
+        if isinstance(extra, str | Geo | Mapping):
+            extra = (extra,)
+        for value in extra:
+            declared.append(("proxypool_geos", _coerce(value, "proxypool_geos")))
+        unique: dict[Geo, str] = {}
+        for label, geo in declared:
+            unique.setdefault(geo, label)
+        return [(label, geo) for geo, label in unique.items()]
+
+    def _prepare_geo(self, geo: Geo) -> tuple[Geo, int]:
+        """Worker thread: validate ``geo`` (InvalidGeo names close matches), then pre-fill it."""
+        assert self.pool is not None
+        canonical = self.pool.resolve_geo(geo)
+        try:
+            self.pool.refill(canonical)
+        except AccountError:
+            raise
+        except (ProviderError, PoolExhausted) as exc:
+            logger.warning("proxypool: pre-filling %s failed (%s); requests will wait", geo, exc)
+        return canonical, self.pool.stats()["live"].get(str(canonical), 0)
+
+    def spider_closed(self, spider: Spider | None = None) -> None:
+        self._closing = True
+        self._sync_stats()
+        if self.pool is not None:
+            self.pool.close()  # wakes threads waiting in pool.get()
+        if self.source is not None and self.config.source is None:
+            client = self.source.source  # the ProviderClient built here: release its connections
+            if isinstance(client, ProviderClient):
+                client.close()
+        if self._executor is not None:
+            # An extraction in flight ends by itself within the client's timeout.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _close_spider(self, reason: str) -> None:
+        try:
+            engine = self.crawler.engine
+        except RuntimeError:  # Scrapy >= 2.14 before the crawl starts
+            return
+        if engine is None or self._closing:
+            return
+        self._closing = True
+        close_async = getattr(engine, "close_spider_async", None)
+        if close_async is not None:
+            d = deferred_from_coro(close_async(reason=reason))
+        else:  # Scrapy < 2.14
+            d = engine.close_spider(self.crawler.spider, reason)  # type: ignore[arg-type]
+        if isinstance(d, defer.Deferred):
+            d.addErrback(lambda f: logger.debug("proxypool: closing the spider: %s", f.value))
+
+    def _fatal(self, exc: AccountError) -> None:
+        """The provider refused the account mid-crawl: stop, close, never fall back to direct."""
+        if self._failure is not None:
+            return
+        message = f"the provider refused the account: {exc}"
+        self._failure = (REASON_ACCOUNT, message)
+        logger.error("proxypool: closing the spider: %s", message)
+        self.stats.set_value("proxypool/error", message)
+        self._close_spider(REASON_ACCOUNT)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        meta = request.meta
+        if meta.get("proxypool_disable"):
+            return None
+        if PROXY_META_KEY not in meta and meta.get("proxy") is not None:
+            return None  # the user's own proxy: left alone
+        if self._open_waiters is not None:  # spider_opened still running (older Scrapy)
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._open_waiters.append(waiter)
+            await maybe_deferred_to_future(waiter)
+        pool = self.pool
+        if self._failure is not None or pool is None:
+            reason = self._failure[1] if self._failure else "the pool is closed"
+            raise IgnoreRequest(f"proxypool cannot serve requests: {reason}")
+        geo = self._geo_for(request)
+        session = meta.get("proxypool_session")
+        if session is not None:
+            try:
+                hash(session)
+            except TypeError:
+                raise IgnoreRequest(
+                    "meta['proxypool_session'] must be hashable (a string or a number), "
+                    f"not {type(session).__name__}"
+                ) from None
+        domain = urlparse_cached(request).hostname
+        try:
+            proxy = pool.try_get(geo, session=session, domain=domain)
+        except AccountError as exc:
+            self._fatal(exc)
+            raise IgnoreRequest(f"proxypool stopped: {exc}") from None
+        except ProxyPoolError as exc:  # closed pool, malformed domain
+            raise IgnoreRequest(f"proxypool: {exc}") from None
+        if proxy is None:
+            proxy = await self._wait_for_proxy(geo, session, domain)
+        elif geo not in self._refilling:
+            now = self._clock()
+            if now >= self._refill_checked.get(geo, 0.0):
+                self._refill_checked[geo] = now + _REFILL_CHECK
+                if pool.needs_refill(geo):
+                    self._refill_in_background(geo)
+        meta[PROXY_META_KEY] = proxy
+        meta["proxy"] = proxy.url
+        if self.config.slot_per_proxy:
+            meta["download_slot"] = _slot_for(proxy)
+        self._inc("proxypool/requests")
+        return None
+
+    def _geo_for(self, request: Request) -> Geo:
+        value = request.meta.get("proxypool_geo")
+        if value is None:
+            return self._spider_geo
+        try:
+            key: Hashable = value if isinstance(value, str | Geo) else repr(value)
+            geo = self._geo_cache.get(key)
+            if geo is None:
+                geo = _coerce(value, "meta['proxypool_geo']")
+                if len(self._geo_cache) < _MAX_GEO_CACHE:
+                    self._geo_cache[key] = geo
+        except ConfigError as exc:
+            self.stats.inc_value("proxypool/bad_geo")
+            logger.error("proxypool: dropped %s: %s", request, exc)
+            raise IgnoreRequest(f"proxypool: {exc}") from None
+        bad = self._bad_geos.get(geo)
+        if bad is not None:
+            self.stats.inc_value("proxypool/bad_geo")
+            raise IgnoreRequest(f"proxypool: {bad}")
+        return geo
+
+    async def _wait_for_proxy(
+        self, geo: Geo, session: Hashable | None, domain: str | None
+    ) -> Proxy:
+        """No usable proxy right now: wait in a worker thread for the refill in flight (or start
+        one), for a cooling proxy to come back, or for ``PROXYPOOL_WAIT_TIMEOUT`` to pass."""
+        assert self.pool is not None
+        self.stats.inc_value("proxypool/waits")
+        try:
+            return await maybe_deferred_to_future(
+                self._call_in_thread(self._get_blocking, geo, session, domain)
+            )
+        except AccountError as exc:
+            self._fatal(exc)
+            raise IgnoreRequest(f"proxypool stopped: {exc}") from None
+        except InvalidGeo as exc:
+            message = (
+                f"meta['proxypool_geo'] = {str(geo)!r} is not a geography the provider knows: {exc}"
+            )
+            if geo not in self._bad_geos:
+                logger.error("proxypool: %s; requests for it are dropped", message)
+                if len(self._bad_geos) < _MAX_GEO_CACHE:
+                    self._bad_geos[geo] = message
+            self.stats.inc_value("proxypool/bad_geo")
+            raise IgnoreRequest(f"proxypool: {message}") from None
+        except ProxyPoolError as exc:
+            self.stats.inc_value("proxypool/exhausted")
+            if not self._closing:
+                logger.warning("proxypool: no proxy for a request to %s (%s): %s", domain, geo, exc)
+            raise IgnoreRequest(f"proxypool: no proxy: {exc}") from None
+        finally:
+            self._sync_stats()
+
+    def _get_blocking(self, geo: Geo, session: Hashable | None, domain: str | None) -> Proxy:
+        assert self.pool is not None
+        return self.pool.get(geo, session=session, domain=domain, timeout=self.config.wait_timeout)
+
+    def _refill_in_background(self, geo: Geo) -> None:
+        """Top ``geo`` up before it runs dry; requests keep being served meanwhile."""
+        assert self.pool is not None
+        self._refilling.add(geo)
+        d = self._call_in_thread(self.pool.refill, geo, wait=False)
+
+        def done(result: object) -> None:
+            self._refilling.discard(geo)
+            if isinstance(result, Failure) and isinstance(result.value, AccountError):
+                self._fatal(result.value)
+            # Other provider errors were logged by the pool, which backs off before retrying.
+            self._sync_stats()
+
+        d.addBoth(done)
+
+    # -- responses and errors ---------------------------------------------------------------------
+
+    def process_response(
+        self, request: Request, response: Response, spider: Spider | None = None
+    ) -> Request | Response:
+        proxy = request.meta.get(PROXY_META_KEY)
+        pool = self.pool
+        if proxy is None or pool is None:
+            return response
+        status = response.status
+        domain = urlparse_cached(request).hostname
+        if status == 407:  # the proxy itself refused to carry the request: a proxy failure
+            pool.report_failure(proxy, domain=domain)
+            self.stats.inc_value("proxypool/proxy_errors")
+            self.stats.inc_value("proxypool/proxy_errors/407")
+            retry = self._retry(request, proxy, f"HTTP 407 from {proxy}")
+            return retry if retry is not None else response
+        if status in self.config.ban_statuses:
+            kind = str(status)
+        elif self._ban_policy is not None and self._ban_policy(request, response):
+            kind = "policy"
+        else:
+            pool.report_success(proxy)
+            return response
+        pool.report_failure(proxy, domain=domain, banned=True)
+        self.stats.inc_value("proxypool/bans")
+        self.stats.inc_value(f"proxypool/bans/{kind}")
+        logger.debug("proxypool: %s banned by %s (%s)", proxy, domain, kind)
+        retry = self._retry(request, proxy, f"ban ({kind}) via {proxy}")
+        return retry if retry is not None else response
+
+    def process_exception(
+        self, request: Request, exception: Exception, spider: Spider | None = None
+    ) -> Request | None:
+        proxy = request.meta.get(PROXY_META_KEY)
+        pool = self.pool
+        if proxy is None or pool is None or not isinstance(exception, self._failures):
+            return None
+        pool.report_failure(proxy, domain=urlparse_cached(request).hostname)
+        name = type(exception).__name__
+        self.stats.inc_value("proxypool/proxy_errors")
+        self.stats.inc_value(f"proxypool/proxy_errors/{name}")
+        logger.debug("proxypool: %s failed for %s: %s", proxy, request, name)
+        return self._retry(request, proxy, f"{name} via {proxy}")
+
+    def _retry(self, request: Request, proxy: Proxy, reason: str) -> Request | None:
+        """The same request (callback, errback, meta, priority) for another proxy, or None once
+        ``PROXYPOOL_MAX_PROXY_RETRIES`` is spent."""
+        retries = request.meta.get(_RETRIES_KEY, 0)
+        tried = (*request.meta.get(_TRIED_KEY, ()), str(proxy))
+        if retries >= self.config.max_proxy_retries:
+            self.stats.inc_value("proxypool/retry_exhausted")
+            logger.warning(
+                "proxypool: gave up on %s after %d proxies (%s); last: %s",
+                request,
+                len(tried),
+                ", ".join(tried),
+                reason,
+            )
+            return None
+        self.stats.inc_value("proxypool/retries")
+        logger.debug("proxypool: retrying %s on another proxy (%s)", request, reason)
+        retry = request.replace(dont_filter=True)
+        meta = retry.meta
+        meta[_RETRIES_KEY] = retries + 1
+        meta[_TRIED_KEY] = tried
+        # Leave no trace of the failed proxy: the next process_request picks a fresh one.
+        meta.pop("proxy", None)
+        meta.pop(PROXY_META_KEY, None)
+        if self.config.slot_per_proxy:
+            meta.pop("download_slot", None)
+        return retry
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _sync_stats(self) -> None:
+        """Copy the pool's and the source's counters into Scrapy's stats (reactor thread)."""
+        if self.pool is None or self.source is None:
+            return
+        pool_stats = self.pool.stats()
+        for name in ("refills", "api_errors", "evictions", "expired"):
+            self.stats.set_value(f"proxypool/{name}", pool_stats[name])
+        counters = self.source.counters()
+        self.stats.set_value("proxypool/extractions", counters.extractions)
+        self.stats.set_value("proxypool/extracted", counters.extracted)
+        self.stats.set_value("proxypool/rejected", counters.rejected)
+        live = pool_stats["live"]
+        self.stats.set_value("proxypool/live", sum(live.values()))
+        for label, count in live.items():
+            self.stats.set_value(f"proxypool/live/{label}", count)
+
+    def _call_in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
+        """Run ``fn`` in the worker threads; the Deferred fires on the reactor thread."""
+        from twisted.internet import reactor
+
+        d: defer.Deferred[T] = defer.Deferred()
+        executor = self._executor
+        if executor is None:
+            d.errback(PoolExhausted("proxypool is not running"))
+            return d
+
+        def finished(future: Future[T]) -> None:
+            if future.cancelled():
+                reactor.callFromThread(d.errback, PoolExhausted("the spider is closing"))
+                return
+            exc = future.exception()
+            if exc is not None:
+                reactor.callFromThread(d.errback, exc)
+            else:
+                reactor.callFromThread(d.callback, future.result())
+
+        try:
+            future = executor.submit(fn, *args, **kwargs)
+        except RuntimeError:  # shut down: the spider is closing
+            d.errback(PoolExhausted("the spider is closing"))
+            return d
+        future.add_done_callback(finished)
+        return d
+
+
+def _label(geo: Geo) -> str:
+    return "anywhere" if geo.is_anywhere else str(geo)
+
+
+def _coerce(value: Any, where: str) -> Geo:
+    try:
+        return Geo.coerce(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}", field=where) from None

@@ -1,0 +1,302 @@
+"""Real Scrapy crawls in a subprocess, for the Scrapy integration tests (and the benchmark).
+
+Scrapy's reactor starts once per process, so every crawl runs in its own interpreter:
+``run_crawl()`` (test side) writes a JSON spec, runs ``python tests/_scrapy_crawls.py SPEC`` and
+reads back a JSON result; ``main()`` (crawl side) runs the crawl with ``CrawlerProcess`` and the
+default asyncio reactor, logging at DEBUG to a file the test then scans.
+
+The spider (``RecordingSpider``) starts from the spec's requests, optionally follows every link of
+the same site (passing chosen meta keys on to the children), and records each response, each
+failure, the download slots it saw and, with ``ticker``, how regularly a ``LoopingCall`` on the
+reactor ticked (the proof that nothing blocks the loop). Also here: ``CaptchaBanPolicy`` and
+``relay_source`` (a ProviderSimulator address source handing out relays per geography).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxypool.sim.target import CAPTCHA_MARKER as _SIM_CAPTCHA
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+#: Settings every crawl starts from (a spec's settings override them).
+BASE_SETTINGS: dict[str, Any] = {
+    "ADDONS": {"scrapy_ext.ProxyPoolAddon": 0},
+    "LOG_LEVEL": "DEBUG",
+    "TELNETCONSOLE_ENABLED": False,
+    "REMOTE_CONTROL_ENABLED": False,
+    "ROBOTSTXT_OBEY": False,
+    "COOKIES_ENABLED": False,
+    "DOWNLOAD_TIMEOUT": 15,
+    "CONCURRENT_REQUESTS": 8,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
+    "PROXYPOOL_MIN_SIZE": 1,
+    "PROXYPOOL_BATCH": 10,
+    "PROXYPOOL_WAIT_TIMEOUT": 20,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# test side
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CrawlResult:
+    """What a crawl left behind: exit code, Scrapy stats, responses, failures, the DEBUG log."""
+
+    returncode: int
+    stats: dict[str, Any]
+    responses: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    slots: list[str]
+    ticks: dict[str, float]
+    log: str
+    output: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stat(self, name: str, default: Any = 0) -> Any:
+        return self.stats.get(name, default)
+
+    def proxypool_stats(self) -> dict[str, Any]:
+        return {k: v for k, v in self.stats.items() if k.startswith("proxypool/")}
+
+    @property
+    def finish_reason(self) -> str | None:
+        reason = self.stats.get("finish_reason")
+        return str(reason) if reason is not None else None
+
+    def ok_paths(self) -> set[str]:
+        """Paths answered 200 to the spider."""
+        return {r["path"] for r in self.responses if r["status"] == 200}
+
+    def __str__(self) -> str:  # shown by pytest on failure
+        tail = "\n".join(self.log.splitlines()[-60:])
+        return (
+            f"exit {self.returncode} in {self.seconds:.1f} s; finish_reason={self.finish_reason}\n"
+            f"proxypool stats: {self.proxypool_stats()}\nerrors: {self.errors[:5]}\n"
+            f"--- output ---\n{self.output[-3000:]}\n--- log tail ---\n{tail}"
+        )
+
+
+def crawl_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a crawl subprocess: no *_proxy variables (Scrapy would use them), no
+    PROXYPOOL_* from the caller unless given in ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy") and not k.startswith("PROXYPOOL_")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)])
+    env.update(extra or {})
+    return env
+
+
+def run_crawl(
+    workdir: Path,
+    *,
+    start: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    geo: Any = None,
+    geos: Sequence[Any] | None = None,
+    follow: bool = False,
+    follow_meta: Sequence[str] = (),
+    ticker: float | None = None,
+    timeout: float = 60.0,
+) -> CrawlResult:
+    """Crawl in a subprocess. ``start``: ``{"url", "meta"?, "headers"?}`` dicts. ``geo``/``geos``
+    become the spider's ``proxypool_geo``/``proxypool_geos`` attributes (omitted when None)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    n = len(list(workdir.glob("spec-*.json")))
+    spec_path = workdir / f"spec-{n}.json"
+    result_path = workdir / f"result-{n}.json"
+    log_path = workdir / f"crawl-{n}.log"
+    spec = {
+        "settings": {**BASE_SETTINGS, **(settings or {}), "LOG_FILE": str(log_path)},
+        "start": list(start),
+        "geo": geo,
+        "geos": geos,
+        "follow": follow,
+        "follow_meta": list(follow_meta),
+        "ticker": ticker,
+        "result": str(result_path),
+    }
+    spec_path.write_text(json.dumps(spec))
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(spec_path)],
+        cwd=workdir,
+        env=crawl_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    seconds = time.perf_counter() - began
+    data: dict[str, Any] = {}
+    if result_path.exists():
+        data = json.loads(result_path.read_text())
+    log = log_path.read_text("utf-8", "replace") if log_path.exists() else ""
+    return CrawlResult(
+        returncode=proc.returncode,
+        stats=data.get("stats", {}),
+        responses=data.get("responses", []),
+        errors=data.get("errors", []),
+        slots=data.get("slots", []),
+        ticks=data.get("ticks", {}),
+        log=log,
+        output=proc.stdout + proc.stderr,
+        seconds=seconds,
+        extra=data.get("extra", {}),
+    )
+
+
+def relay_source(
+    addresses: Mapping[str | None, Sequence[str]],
+) -> Callable[[str | None, str | None, str | None, int, int], list[str]]:
+    """A ProviderSimulator ``address_source``: the addresses listed for the most specific key of
+    ``"CC/State/City"``, ``"CC/State"``, ``"CC"``, or ``None`` (anywhere / fallback)."""
+
+    def source(
+        cc: str | None, state: str | None, city: str | None, num: int, life: int
+    ) -> list[str]:
+        keys = ["/".join(p for p in (cc, state, city) if p), "/".join(p for p in (cc, state) if p)]
+        for key in [*keys, cc]:
+            if key and key in addresses:
+                return list(addresses[key])[:num]
+        return list(addresses.get(None, ()))[:num]
+
+    return source
+
+
+# ------------------------------------------------------------------------------------------------
+# crawl side (imports Scrapy only here, so the test process never touches its reactor)
+# ------------------------------------------------------------------------------------------------
+
+CAPTCHA_MARKER = _SIM_CAPTCHA.encode()
+
+
+class CaptchaBanPolicy:
+    """A body-based ban policy: a 200 page carrying the target's captcha marker is a ban."""
+
+    def is_ban(self, request: Any, response: Any) -> bool:
+        return CAPTCHA_MARKER in response.body
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def main(spec_path: str) -> int:
+    import scrapy
+    from scrapy import signals
+    from scrapy.crawler import CrawlerProcess
+    from twisted.internet import task
+
+    spec = json.loads(Path(spec_path).read_text())
+    record: dict[str, Any] = {"responses": [], "errors": [], "slots": set(), "ticks": []}
+
+    class RecordingSpider(scrapy.Spider):
+        name = "recording"
+
+        @classmethod
+        def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> RecordingSpider:
+            spider: RecordingSpider = super().from_crawler(crawler, *args, **kwargs)
+            crawler.signals.connect(spider.on_opened, signal=signals.spider_opened)
+            crawler.signals.connect(spider.on_closed, signal=signals.spider_closed)
+            return spider
+
+        def on_opened(self) -> None:
+            interval = spec.get("ticker")
+            if interval:
+                self.loop = task.LoopingCall(lambda: record["ticks"].append(time.monotonic()))
+                self.loop.start(interval, now=True)
+
+        def on_closed(self) -> None:
+            loop = getattr(self, "loop", None)
+            if loop is not None and loop.running:
+                loop.stop()
+
+        def _request(self, url: str, meta: dict[str, Any], headers: Any = None) -> scrapy.Request:
+            return scrapy.Request(
+                url,
+                meta={"handle_httpstatus_all": True, **meta},
+                headers=headers,
+                callback=self.parse,
+                errback=self.failed,
+            )
+
+        async def start(self) -> Any:
+            for item in spec["start"]:
+                yield self._request(item["url"], dict(item.get("meta") or {}), item.get("headers"))
+
+        def parse(self, response: Any) -> Iterator[scrapy.Request]:
+            from urllib.parse import urlsplit
+
+            record["responses"].append(
+                {
+                    "url": response.url,
+                    "path": urlsplit(response.url).path,
+                    "status": response.status,
+                    "retries": response.meta.get("_proxypool_retries", 0),
+                    "session": response.meta.get("proxypool_session"),
+                }
+            )
+            downloader = self.crawler.engine.downloader
+            record["slots"].update(str(key) for key in downloader.slots)
+            if spec.get("follow") and response.status == 200:
+                inherited = {
+                    key: response.meta[key] for key in spec["follow_meta"] if key in response.meta
+                }
+                for href in response.css("a::attr(href)").getall():
+                    yield self._request(response.urljoin(href), dict(inherited))
+
+        def failed(self, failure: Any) -> None:
+            request = failure.request
+            record["errors"].append(
+                {
+                    "url": request.url,
+                    "error": type(failure.value).__name__,
+                    "message": str(failure.value)[:300],
+                }
+            )
+
+    if spec.get("geo") is not None:
+        RecordingSpider.proxypool_geo = spec["geo"]  # type: ignore[attr-defined]
+    if spec.get("geos") is not None:
+        RecordingSpider.proxypool_geos = spec["geos"]  # type: ignore[attr-defined]
+
+    process = CrawlerProcess(spec["settings"])
+    crawler = process.create_crawler(RecordingSpider)
+    process.crawl(crawler)
+    process.start()
+
+    ticks = record["ticks"]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    result = {
+        "stats": {k: _jsonable(v) for k, v in (crawler.stats.get_stats() or {}).items()},
+        "responses": record["responses"],
+        "errors": record["errors"],
+        "slots": sorted(record["slots"]),
+        "ticks": {"count": len(ticks), "max_gap": max(gaps, default=0.0)},
+    }
+    Path(spec["result"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

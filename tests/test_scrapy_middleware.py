@@ -1,0 +1,457 @@
+"""Direct-call unit tests of ``ProxyPoolMiddleware`` (in the manner of Scrapy's own
+tests/test_downloadermiddleware_httpproxy.py): a real crawler from ``get_crawler``, a real
+``ProxyPool`` fed by an in-memory ``ProxySource`` (no HTTP), real Scrapy requests and responses.
+
+Nothing here starts a reactor: a request for which the pool has a live proxy is served without
+the coroutine ever suspending, which ``complete()`` asserts. The waiting paths (refill in a worker
+thread) are covered by the real crawls in test_scrapy_crawl.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+import pytest
+from scrapy import Request, Spider
+from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
+from scrapy.exceptions import CloseSpider, DownloadConnectionRefusedError, IgnoreRequest
+from scrapy.exceptions import NotConfigured as ScrapyNotConfigured
+from scrapy.http import HtmlResponse, Response
+from scrapy.utils.test import get_crawler
+
+from proxypool.errors import InvalidAppKey
+from proxypool.geo import Geo
+from proxypool.models import Proxy
+from scrapy_ext import ProxyPoolMiddleware
+from scrapy_ext.middleware import PROXY_META_KEY
+from scrapy_ext.source import CheckedSource, reachable
+
+T = TypeVar("T")
+
+KEY = "KEYs3cr3tXYZ1234567890"
+SECRET = "pw5ecretZZ9"
+SITE = "http://shop.example/item/1"
+
+
+class ListSource:
+    """A ProxySource handing out fixed proxies, tagged with the geo asked for; records calls."""
+
+    def __init__(self, proxies: Sequence[Proxy]) -> None:
+        self.proxies = list(proxies)
+        self.calls: list[Geo | None] = []
+        self.error: Exception | None = None
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        self.calls.append(geo)
+        if self.error is not None:
+            raise self.error
+        return [dataclasses.replace(p, geo=geo) for p in self.proxies[:num]]
+
+
+class CaptchaPolicy:
+    def is_ban(self, request: Request, response: Response) -> bool:
+        return b"captcha" in response.body
+
+
+def proxies(n: int, **kwargs: Any) -> list[Proxy]:
+    return [Proxy("10.0.0.1", 8000 + i, **kwargs) for i in range(n)]
+
+
+def complete(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that must finish without suspending (no reactor in these tests)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise AssertionError("the coroutine suspended: it waited for something")
+
+
+def make(source: ListSource | None = None, **settings: Any) -> ProxyPoolMiddleware:
+    crawler = get_crawler(
+        Spider,
+        {
+            "PROXYPOOL_SOURCE": source if source is not None else ListSource(proxies(4)),
+            "PROXYPOOL_CHECK_PROXIES": False,
+            "PROXYPOOL_MIN_SIZE": 0,
+            **settings,
+        },
+    )
+    middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    assert middleware.pool is not None
+    middleware.pool.refill(middleware.config.geo)  # in-memory source: no I/O
+    return middleware
+
+
+def source_of(middleware: ProxyPoolMiddleware) -> ListSource:
+    """The source the middleware really uses (Scrapy deep-copies objects held in settings)."""
+    assert middleware.source is not None
+    source = middleware.source.source
+    assert isinstance(source, ListSource)
+    return source
+
+
+def stats(middleware: ProxyPoolMiddleware) -> dict[str, Any]:
+    return {k: v for k, v in middleware.stats.get_stats().items() if k.startswith("proxypool/")}
+
+
+def send(middleware: ProxyPoolMiddleware, request: Request) -> Request:
+    assert complete(middleware.process_request(request)) is None
+    return request
+
+
+def response(request: Request, status: int = 200, body: bytes = b"<html>ok</html>") -> Response:
+    return HtmlResponse(request.url, status=status, body=body, request=request)
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+
+def test_request_gets_a_pool_proxy_without_waiting() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE))
+    proxy = request.meta[PROXY_META_KEY]
+    assert isinstance(proxy, Proxy)
+    assert request.meta["proxy"] == proxy.url
+    assert stats(middleware)["proxypool/requests"] == 1
+
+
+def test_requests_rotate_over_the_pool() -> None:
+    middleware = make()
+    used = [send(middleware, Request(f"{SITE}?n={i}")).meta[PROXY_META_KEY] for i in range(8)]
+    assert set(used) == set(proxies(4))
+    assert used[:4] != used[1:5]  # not the same proxy twice in a row
+
+
+def test_disabled_and_own_proxy_requests_are_left_alone() -> None:
+    middleware = make()
+    disabled = send(middleware, Request(SITE, meta={"proxypool_disable": True}))
+    own = send(middleware, Request(SITE, meta={"proxy": "http://mine.example:3128"}))
+    assert "proxy" not in disabled.meta
+    assert PROXY_META_KEY not in disabled.meta
+    assert own.meta["proxy"] == "http://mine.example:3128"
+    assert PROXY_META_KEY not in own.meta
+    assert "proxypool/requests" not in stats(middleware)
+
+
+def test_meta_proxy_none_is_not_a_way_around_the_pool() -> None:
+    request = send(make(), Request(SITE, meta={"proxy": None}))
+    assert request.meta[PROXY_META_KEY] in proxies(4)
+
+
+def test_sticky_session_keeps_its_proxy_and_others_rotate() -> None:
+    middleware = make()
+    alpha = {
+        send(middleware, Request(SITE, meta={"proxypool_session": "a"})).meta["proxy"]
+        for _ in range(5)
+    }
+    plain = {send(middleware, Request(SITE)).meta["proxy"] for _ in range(5)}
+    assert len(alpha) == 1
+    assert len(plain) > 1
+
+
+def test_request_geo_uses_its_own_sub_pool() -> None:
+    middleware = make(ListSource(proxies(2)))
+    source = source_of(middleware)
+    assert middleware.pool is not None
+    middleware.pool.refill("JP/Tokyo")
+    request = send(
+        middleware, Request(SITE, meta={"proxypool_geo": {"country": "jp", "state": "Tokyo"}})
+    )
+    assert request.meta[PROXY_META_KEY].geo == Geo("JP", "Tokyo")
+    assert source.calls == [None, Geo("JP", "Tokyo")]
+
+
+def test_bad_request_geo_or_session_is_dropped_not_sent() -> None:
+    middleware = make()
+    with pytest.raises(IgnoreRequest, match="proxypool_geo"):
+        complete(middleware.process_request(Request(SITE, meta={"proxypool_geo": "USA/Cal"})))
+    with pytest.raises(IgnoreRequest, match="hashable"):
+        complete(middleware.process_request(Request(SITE, meta={"proxypool_session": ["x"]})))
+    assert stats(middleware)["proxypool/bad_geo"] == 1
+
+
+def test_slot_per_proxy_names_the_entry_not_its_credentials() -> None:
+    gateway = [Proxy("gw.example", 7000, username=f"user{i}", password=SECRET) for i in range(2)]
+    middleware = make(ListSource(gateway), PROXYPOOL_SLOT_PER_PROXY=True)
+    slots = {send(middleware, Request(SITE)).meta["download_slot"] for _ in range(4)}
+    assert len(slots) == 2  # one per pool entry, though both share gw.example:7000
+    assert all(slot.startswith("proxypool:gw.example:7000#") for slot in slots)
+    assert not any("user" in slot or SECRET in slot for slot in slots)
+
+
+def test_download_slot_untouched_by_default() -> None:
+    request = send(make(), Request(SITE))
+    assert "download_slot" not in request.meta
+
+
+def test_credentials_reach_httpproxymiddleware_and_leave_with_the_proxy() -> None:
+    """Scrapy's HttpProxyMiddleware (750, after us) turns URL credentials into
+    Proxy-Authorization; a retry through a proxy without credentials drops the header."""
+    with_auth = Proxy("10.0.0.9", 9000, username="u1", password=SECRET)
+    middleware = make(ListSource([with_auth, Proxy("10.0.0.8", 9000)]))
+    httpproxy = HttpProxyMiddleware.from_crawler(middleware.crawler)
+    request = send(middleware, Request(SITE))
+    if request.meta[PROXY_META_KEY].username is None:  # rotation: the next one has credentials
+        request = send(middleware, Request(SITE))
+    assert request.meta[PROXY_META_KEY].username == "u1"
+    httpproxy.process_request(request)
+    assert request.headers[b"Proxy-Authorization"].startswith(b"Basic ")
+    assert SECRET not in request.meta["proxy"]  # stripped by HttpProxyMiddleware
+
+    retry = middleware.process_response(request, response(request, 403))
+    assert isinstance(retry, Request)
+    send(middleware, retry)
+    assert retry.meta[PROXY_META_KEY] == Proxy("10.0.0.8", 9000)
+    httpproxy.process_request(retry)
+    assert b"Proxy-Authorization" not in retry.headers
+
+
+# -- bans, failures, retries -----------------------------------------------------------------
+
+
+def test_success_is_reported_and_the_response_passes() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE))
+    result = middleware.process_response(request, response(request))
+    assert isinstance(result, Response)
+    assert middleware.pool is not None
+    assert middleware.pool.stats()["successes"] == 1
+
+
+def test_ban_status_retries_on_another_proxy_with_same_callback_and_meta() -> None:
+    middleware = make()
+
+    def parse(response: Response) -> None: ...
+
+    request = send(middleware, Request(SITE, callback=parse, meta={"mine": 1}, priority=3))
+    banned = request.meta[PROXY_META_KEY]
+    retry = middleware.process_response(request, response(request, 403))
+    assert isinstance(retry, Request)
+    assert retry.url == request.url
+    assert retry.dont_filter
+    assert retry.callback is parse
+    assert retry.priority == 3
+    assert retry.meta["mine"] == 1
+    assert "proxy" not in retry.meta  # no trace of the banned proxy
+    for _ in range(6):  # the banned proxy is never handed out for this site again...
+        send(middleware, retry)
+        assert retry.meta[PROXY_META_KEY] != banned
+    other = send(middleware, Request("http://other.example/"))
+    seen = {other.meta[PROXY_META_KEY]}
+    for _ in range(4):
+        seen.add(send(middleware, Request("http://other.example/")).meta[PROXY_META_KEY])
+    assert banned in seen  # ...but still serves other sites
+    counted = stats(middleware)
+    assert (counted["proxypool/bans"], counted["proxypool/bans/403"]) == (1, 1)
+    assert counted["proxypool/retries"] == 1
+
+
+def test_ban_policy_sees_the_body() -> None:
+    middleware = make(PROXYPOOL_BAN_POLICY=CaptchaPolicy)
+    request = send(middleware, Request(SITE))
+    retry = middleware.process_response(request, response(request, 200, b"<p>captcha</p>"))
+    assert isinstance(retry, Request)
+    assert stats(middleware)["proxypool/bans/policy"] == 1
+    again = send(middleware, retry)
+    assert isinstance(middleware.process_response(again, response(again)), Response)
+
+
+def test_a_function_works_as_ban_policy() -> None:
+    def is_ban(request: Request, response: Response) -> bool:
+        return response.status == 200 and b"blocked" in response.body
+
+    middleware = make(PROXYPOOL_BAN_POLICY=is_ban)
+    request = send(middleware, Request(SITE))
+    assert isinstance(
+        middleware.process_response(request, response(request, 200, b"blocked")), Request
+    )
+
+
+def test_retries_are_bounded_then_the_ban_is_visible(caplog: pytest.LogCaptureFixture) -> None:
+    middleware = make(PROXYPOOL_MAX_PROXY_RETRIES=2)
+    request = Request(SITE)
+    results = []
+    for _ in range(3):
+        send(middleware, request)
+        result = middleware.process_response(request, response(request, 429))
+        results.append(result)
+        if isinstance(result, Request):
+            request = result
+    assert isinstance(results[0], Request)
+    assert isinstance(results[1], Request)
+    assert isinstance(results[2], Response)
+    assert results[2].status == 429
+    counted = stats(middleware)
+    assert counted["proxypool/retries"] == 2
+    assert counted["proxypool/retry_exhausted"] == 1
+    assert "gave up on <GET http://shop.example/item/1> after 3 proxies" in caplog.text
+
+
+def test_proxy_connection_errors_retry_and_cool_the_proxy() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE))
+    failed = request.meta[PROXY_META_KEY]
+    retry = middleware.process_exception(request, DownloadConnectionRefusedError("refused"))
+    assert isinstance(retry, Request)
+    assert middleware.pool is not None
+    assert middleware.pool.stats()["failures"] == 1
+    assert stats(middleware)["proxypool/proxy_errors/DownloadConnectionRefusedError"] == 1
+    assert all(send(middleware, retry).meta[PROXY_META_KEY] != failed for _ in range(3))
+
+
+def test_proxy_auth_refusal_is_a_proxy_failure_not_a_ban() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE))
+    retry = middleware.process_response(request, response(request, 407))
+    assert isinstance(retry, Request)
+    assert middleware.pool is not None
+    assert (middleware.pool.stats()["failures"], middleware.pool.stats()["bans"]) == (1, 0)
+    assert stats(middleware)["proxypool/proxy_errors/407"] == 1
+
+
+def test_other_exceptions_and_foreign_requests_are_not_ours() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE))
+    assert middleware.process_exception(request, ValueError("a bug in a callback")) is None
+    foreign = Request(SITE, meta={"proxy": "http://mine.example:3128"})
+    assert middleware.process_exception(foreign, DownloadConnectionRefusedError()) is None
+    assert middleware.process_response(foreign, response(foreign, 403)).status == 403
+
+
+def test_no_secret_in_any_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_proxies = [Proxy("10.1.1.1", 9000 + i, username="u", password=SECRET) for i in range(2)]
+    middleware = make(
+        ListSource(secret_proxies), PROXYPOOL_MAX_PROXY_RETRIES=1, PROXYPOOL_APP_KEY=KEY
+    )
+    request = send(middleware, Request(SITE))
+    retry = middleware.process_exception(request, DownloadConnectionRefusedError())
+    assert isinstance(retry, Request)
+    send(middleware, retry)
+    assert isinstance(middleware.process_response(retry, response(retry, 403)), Response)
+    assert "10.1.1.1:" in caplog.text  # proxies are logged, as host:port
+    assert SECRET not in caplog.text
+    assert KEY not in caplog.text
+
+
+# -- failing closed --------------------------------------------------------------------------
+
+
+def test_disabled_middleware_is_not_configured() -> None:
+    crawler = get_crawler(Spider, {"PROXYPOOL_ENABLED": False})
+    with pytest.raises(ScrapyNotConfigured):
+        ProxyPoolMiddleware.from_crawler(crawler)
+
+
+def test_misconfigured_middleware_closes_the_spider_and_drops_everything(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROXYPOOL_APP_KEY", raising=False)
+    crawler = get_crawler(Spider, {"PROXYPOOL_API_URL": "http://127.0.0.1:9/x"})
+    middleware = ProxyPoolMiddleware.from_crawler(crawler)  # loud at open, not at build
+    with pytest.raises(CloseSpider) as closed:
+        complete(middleware.spider_opened(Spider("s")))
+    assert closed.value.reason == "proxypool_misconfigured"
+    assert "PROXYPOOL_APP_KEY is not set" in caplog.text
+    with pytest.raises(IgnoreRequest, match="PROXYPOOL_APP_KEY"):
+        complete(middleware.process_request(Request(SITE)))
+    assert "PROXYPOOL_APP_KEY" in crawler.stats.get_value("proxypool/error")
+
+
+def test_bad_api_url_names_the_setting() -> None:
+    crawler = get_crawler(Spider, {"PROXYPOOL_API_URL": "ftp://nowhere", "PROXYPOOL_APP_KEY": KEY})
+    middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    with pytest.raises(IgnoreRequest, match="PROXYPOOL_API_URL"):
+        complete(middleware.process_request(Request(SITE)))
+
+
+def test_unloadable_ban_policy_is_a_configuration_error() -> None:
+    crawler = get_crawler(
+        Spider, {"PROXYPOOL_SOURCE": ListSource(proxies(1)), "PROXYPOOL_BAN_POLICY": "no.such.X"}
+    )
+    middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    with pytest.raises(CloseSpider):
+        complete(middleware.spider_opened(Spider("s")))
+    with pytest.raises(IgnoreRequest, match="PROXYPOOL_BAN_POLICY"):
+        complete(middleware.process_request(Request(SITE)))
+
+
+def test_account_refused_mid_crawl_stops_serving() -> None:
+    middleware = make(ListSource(proxies(1)))
+    source = source_of(middleware)
+    assert middleware.pool is not None
+    source.error = InvalidAppKey("session has expired", code=3)
+    with pytest.raises(InvalidAppKey):
+        middleware.pool.refill(Geo())
+    with pytest.raises(IgnoreRequest, match="stopped"):
+        complete(middleware.process_request(Request(SITE)))
+    assert "refused the account" in middleware.stats.get_value("proxypool/error")
+    with pytest.raises(IgnoreRequest):  # and it stays stopped
+        complete(middleware.process_request(Request(SITE)))
+
+
+def test_closed_spider_serves_nothing() -> None:
+    middleware = make()
+    middleware.spider_closed(Spider("s"))
+    with pytest.raises(IgnoreRequest):
+        complete(middleware.process_request(Request(SITE)))
+    assert stats(middleware)["proxypool/live"] == 4  # synced before the pool closed
+
+
+# -- the reachability check on extracted proxies ----------------------------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[tuple[str, int]]:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()
+
+
+def refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # released: connections to it are refused
+
+
+def test_reachable_keeps_what_accepts_connections(listening: tuple[str, int]) -> None:
+    dead = ("127.0.0.1", refused_port())
+    assert reachable([listening, dead, listening], timeout=2.0) == {listening}
+    assert reachable([], timeout=2.0) == set()
+
+
+def test_checked_source_drops_dead_proxies_and_counts(
+    listening: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    alive = Proxy(*listening)
+    dead = Proxy("127.0.0.1", refused_port())
+    source = CheckedSource(ListSource([alive, dead, alive]), timeout=2.0)
+    assert source.extract(Geo("US"), num=3, life=5) == [alive, alive]
+    counters = source.counters()
+    assert (counters.extractions, counters.extracted, counters.rejected) == (1, 3, 1)
+    assert "refill for US: 3 proxies extracted (asked for 3), 1 rejected" in caplog.text
+
+
+def test_checked_source_can_skip_the_check() -> None:
+    dead = Proxy("127.0.0.1", refused_port())
+    source = CheckedSource(ListSource([dead]), check=False)
+    assert source.extract(None, num=1, life=5) == [dead]
+    assert source.counters().rejected == 0
+
+
+def test_checked_source_counts_failed_extractions() -> None:
+    inner = ListSource([])
+    inner.error = InvalidAppKey("bad key", code=3)
+    source = CheckedSource(inner)
+    with pytest.raises(InvalidAppKey):
+        source.extract(None, num=1, life=5)
+    assert source.counters().failed == 1
