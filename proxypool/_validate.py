@@ -46,45 +46,89 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_int(value: object, field: str, *, min: int | None = None, max: int | None = None) -> int:
-    """An ``int`` (not a bool, not a float) within ``[min, max]``."""
+def check_int(
+    value: object,
+    field: str,
+    *,
+    min: int | None = None,
+    max: int | None = None,
+    unit: str | None = None,
+) -> int:
+    """An ``int`` (not a bool, not a float) within ``[min, max]``; ``unit`` (``"minutes"``)
+    only words the error message."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(
-            f"{field} must be a whole number, not {type(value).__name__} {shown(value)}",
+            f"{field} must be a whole number{_of(unit)}, not {type(value).__name__} {shown(value)}",
             field=field,
         )
     if (min is not None and value < min) or (max is not None and value > max):
-        raise ConfigError(f"{field} must be {_range(min, max)}, got {shown(value)}", field=field)
+        raise ConfigError(
+            f"{field} must be {_range(min, max, False, unit)}, got {shown(value)}", field=field
+        )
     return value
 
 
 def check_float(
-    value: object, field: str, *, min: float | None = None, max: float | None = None
+    value: object,
+    field: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    min_exclusive: bool = False,
+    finite: bool = True,
+    unit: str | None = None,
 ) -> float:
-    """A finite real number (int or float, not bool, NaN or infinity) within ``[min, max]``."""
+    """A real number (int or float, not bool or NaN) within ``[min, max]``, returned as a float.
+
+    ``min_exclusive=True`` makes the lower bound ``(min, ...``: the value must be greater than
+    ``min``. ``finite=False`` lets infinity through (still within the bounds). ``unit``
+    (``"seconds"``) only words the error message.
+    """
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or (isinstance(value, float) and not math.isfinite(value))
+        or (isinstance(value, float) and (math.isnan(value) or (finite and math.isinf(value))))
     ):
+        kind = "finite number" if finite else "number"
         raise ConfigError(
-            f"{field} must be a finite number, not {type(value).__name__} {shown(value)}",
+            f"{field} must be a {kind}{_of(unit)}, not {type(value).__name__} {shown(value)}",
             field=field,
         )
-    if (min is not None and value < min) or (max is not None and value > max):
-        raise ConfigError(f"{field} must be {_range(min, max)}, got {shown(value)}", field=field)
+    if (min is not None and (value <= min if min_exclusive else value < min)) or (
+        max is not None and value > max
+    ):
+        raise ConfigError(
+            f"{field} must be {_range(min, max, min_exclusive, unit)}, got {shown(value)}",
+            field=field,
+        )
     try:
         return float(value)
-    except OverflowError:
+    except OverflowError:  # an int beyond the float range
         raise ConfigError(f"{field} is too large: {shown(value)}", field=field) from None
 
 
-def _range(lo: float | None, hi: float | None) -> str:
-    if lo is not None and hi is not None:
-        return f"between {lo} and {hi}"
-    if lo is not None:
-        return f"at least {lo}"
-    return f"at most {hi}"
+def _of(unit: str | None) -> str:
+    return f" of {unit}" if unit else ""
+
+
+def _range(lo: float | None, hi: float | None, lo_exclusive: bool, unit: str | None) -> str:
+    """``"between 1 and 500 minutes"``, ``"greater than 0 seconds"``, ``"at most 60"``..."""
+    suffix = f" {unit}" if unit else ""
+    low = None if lo is None else f"{'greater than' if lo_exclusive else 'at least'} {_num(lo)}"
+    if low is not None and hi is not None:
+        if lo_exclusive:
+            return f"{low} and at most {_num(hi)}{suffix}"
+        return f"between {_num(lo)} and {_num(hi)}{suffix}"
+    if low is not None:
+        return low + suffix
+    return f"at most {_num(hi)}{suffix}"
+
+
+def _num(bound: float | None) -> str:
+    # 0.0 -> "0", 0.001 -> "0.001": bounds read as the user would write them.
+    if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15:
+        return str(int(bound))
+    return str(bound)
 
 
 def check_alnum(value: object, field: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
-from ._validate import check_float, shown
+from ._validate import check_float
 from .errors import ApiResponseError, ConfigError, InvalidGeo
 from .models import CountryLocations
 
@@ -288,19 +288,14 @@ class LocationCatalog:
                     f"client must have a {method}() method (a ProviderClient or alike)",
                     field="client",
                 )
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise ConfigError(
-                f"ttl must be a positive number of seconds, not {shown(ttl)}", field="ttl"
-            )
-        if (isinstance(ttl, int) and ttl.bit_length() > 64) or math.isinf(ttl):
-            raise ConfigError(
-                f"ttl must be a finite number of seconds, not {shown(ttl)}", field="ttl"
-            )
+        ttl = check_float(ttl, "ttl", min=0.0, min_exclusive=True, unit="seconds")
         if not callable(timer):
             raise ConfigError("timer must be a callable returning seconds", field="timer")
-        self._retry_delay = check_float(retry_delay, "retry_delay", min=0.0, max=3600.0)
+        self._retry_delay = check_float(
+            retry_delay, "retry_delay", min=0.0, max=3600.0, unit="seconds"
+        )
         self._max_retry_delay = check_float(
-            max_retry_delay, "max_retry_delay", min=0.0, max=86400.0
+            max_retry_delay, "max_retry_delay", min=0.0, max=86400.0, unit="seconds"
         )
         self._timer = timer
         self._client = client
@@ -312,7 +307,7 @@ class LocationCatalog:
         # The error of the last failed fetch per kind, with the fetch's generation, so callers
         # that waited for that fetch raise it instead of starting another one at once.
         self._generation: dict[str, int] = dict.fromkeys(self._KINDS, 0)
-        self._failed: dict[str, tuple[int, BaseException]] = {}
+        self._failed: dict[str, tuple[int, Exception]] = {}
         # Per kind: consecutive failures, and the timer reading before which none is retried.
         self._failures: dict[str, int] = dict.fromkeys(self._KINDS, 0)
         self._retry_at: dict[str, float] = dict.fromkeys(self._KINDS, -math.inf)
@@ -326,7 +321,7 @@ class LocationCatalog:
                     return index
                 failed = self._failed.get(kind)
                 if waited_for is not None and failed is not None and failed[0] == waited_for:
-                    raise failed[1]
+                    raise failed[1].with_traceback(None)
                 if failed is not None and self._timer() < self._retry_at[kind]:
                     raise failed[1].with_traceback(None)
                 if kind not in self._loading:
@@ -346,13 +341,20 @@ class LocationCatalog:
                     f"the provider's location list ({self._KINDS[kind]}) is empty; "
                     "not cached, asked again on the next lookup"
                 )
-        except BaseException as exc:
+        except Exception as exc:
             with self._cond:
                 self._loading.discard(kind)
                 self._failed[kind] = (generation, exc)
                 self._failures[kind] += 1
                 delay = self._retry_delay * 2 ** min(self._failures[kind] - 1, 30)
                 self._retry_at[kind] = self._timer() + min(delay, self._max_retry_delay)
+                self._cond.notify_all()
+            raise
+        except BaseException:
+            # KeyboardInterrupt, SystemExit: this thread's business only. Remember nothing, so
+            # no other thread re-raises it; a waiter finds no result and fetches again itself.
+            with self._cond:
+                self._loading.discard(kind)
                 self._cond.notify_all()
             raise
         with self._cond:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
-from ._validate import shown
+from ._validate import check_float, shown
 from .errors import ConfigError
 
 __all__ = [
@@ -237,23 +237,6 @@ def make_strategy(name: str, rng: random.Random) -> RotationStrategy[object]:
     return factory(rng)
 
 
-def _check_number(value: object, name: str, *, minimum: float, allow_equal: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number of seconds, not {shown(value)}", field=name)
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        number = math.inf
-    if math.isnan(number):
-        raise ConfigError(f"{name} must be a number of seconds, not {shown(value)}", field=name)
-    if number < minimum or (not allow_equal and number == minimum) or math.isinf(number):
-        bound = ">=" if allow_equal else ">"
-        raise ConfigError(
-            f"{name} must be finite and {bound} {minimum}, not {shown(value)}", field=name
-        )
-    return number
-
-
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff: attempt ``n`` (0-based) waits up to ``min(cap, base * 2**n)`` seconds.
@@ -268,14 +251,10 @@ class Backoff:
     jitter: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "base", _check_number(self.base, "base", minimum=0.0, allow_equal=False)
-        )
-        object.__setattr__(self, "cap", _check_number(self.cap, "cap", minimum=self.base))
-        jitter = _check_number(self.jitter, "jitter", minimum=0.0)
-        if jitter > 1.0:
-            raise ConfigError(f"jitter must be between 0 and 1, not {jitter!r}", field="jitter")
-        object.__setattr__(self, "jitter", jitter)
+        base = check_float(self.base, "base", min=0.0, min_exclusive=True, unit="seconds")
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "cap", check_float(self.cap, "cap", min=base, unit="seconds"))
+        object.__setattr__(self, "jitter", check_float(self.jitter, "jitter", min=0.0, max=1.0))
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait for 0-based ``attempt``, in seconds (no overflow for large ones)."""

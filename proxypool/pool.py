@@ -30,11 +30,14 @@ drops departed entries when it meets them. The one linear case is a ``get(domain
 to step over many proxies banned for that domain.
 
 Thread-safety: every method may be called from any thread. One lock guards the pool's memory and
-is never held during I/O (extraction, location lookups) or while listeners run.
+is never held during I/O (extraction, location lookups), logging, or while listeners run. A
+top-up that starts while proxies are still usable runs in the pool's ``refill_runner`` (by default
+a short-lived daemon thread, ``proxypool-refill``, that ends with its extraction).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -47,13 +50,13 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypedDict
 
-from ._validate import shown
+from ._validate import check_float, check_int, shown
 from .errors import AccountError, ConfigError, PoolExhausted, ProviderError
 from .geo import Geo, LocationCatalog
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
 
-__all__ = ["GeoLike", "GeoValidator", "PoolStats", "ProxyPool", "ProxySource"]
+__all__ = ["GeoLike", "GeoValidator", "PoolStats", "ProxyPool", "ProxySource", "RefillRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,17 @@ class GeoValidator(Protocol):
     """Checks that a geography exists; ``LocationCatalog`` is the implementation."""
 
     def validate(self, geo: Geo) -> Geo: ...
+
+
+RefillRunner = Callable[[Callable[[], None]], object]
+"""Runs a background refill: called with a job that takes no argument, it must run the job once,
+soon, in some other thread (or inline, in tests). The job never raises."""
+
+
+def _run_in_thread(job: Callable[[], None]) -> None:
+    """The default ``RefillRunner``: a short-lived daemon thread per top-up. It lives as long as
+    one extraction (the client's timeout bounds it) and holds no reference to the pool after."""
+    threading.Thread(target=job, name="proxypool-refill", daemon=True).start()
 
 
 class PoolStats(TypedDict):
@@ -182,29 +196,6 @@ class _SubPool:
         self.last_error: BaseException | None = None
 
 
-def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, not {shown(value)}", field=name)
-    if value < low or (high is not None and value > high):
-        allowed = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be {allowed}, not {shown(value)}", field=name)
-    return value
-
-
-def _check_seconds(value: object, name: str) -> float:
-    seconds = math.nan
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int too large for a float
-            seconds = math.inf
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(
-            f"{name} must be a finite number of seconds >= 0, not {shown(value)}", field=name
-        )
-    return seconds
-
-
 def _normalize_domain(domain: object) -> str:
     if not isinstance(domain, str) or not domain.strip() or len(domain) > _MAX_DOMAIN:
         raise ConfigError(
@@ -242,7 +233,10 @@ class ProxyPool:
     the IPs extracted over the pool's lifetime (a cost guard). ``cooldown`` is the backoff after a
     proxy fails (default 5 s doubling up to 120 s, full jitter), ``api_backoff`` the backoff after
     a failed or empty extraction (1 s doubling up to 60 s, half jitter); ``rng`` feeds jitter and
-    the random strategy.
+    the random strategy. ``refill_runner`` runs the top-ups that start while proxies are still
+    usable, so the ``get()`` that notices never waits for them: by default each runs in a
+    short-lived daemon thread named ``proxypool-refill``; pass ``lambda job: job()`` to run them
+    inline (deterministic tests) or ``executor.submit`` to use a pool of your own.
 
     Every argument is checked here (``ConfigError`` naming it); nothing is fetched until a proxy is
     needed. See the module docstring for the proxy state machine and thread-safety.
@@ -274,6 +268,7 @@ class ProxyPool:
         cooldown: Backoff | None = None,
         api_backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        refill_runner: RefillRunner | None = None,
     ) -> None:
         if not callable(getattr(client, "extract", None)):
             raise ConfigError(
@@ -281,11 +276,11 @@ class ProxyPool:
                 field="client",
             )
         self._default_geo = Geo.coerce(geo)
-        self._life = _check_int(life, "life", 1, _MAX_LIFE)
-        self._batch = _check_int(batch, "batch", 1, _MAX_BATCH)
-        self._min_size = _check_int(min_size, "min_size", 0)
-        self._max_failures = _check_int(max_failures, "max_failures", 1)
-        self._margin = _check_seconds(expiry_margin, "expiry_margin")
+        self._life = check_int(life, "life", min=1, max=_MAX_LIFE, unit="minutes")
+        self._batch = check_int(batch, "batch", min=1, max=_MAX_BATCH)
+        self._min_size = check_int(min_size, "min_size", min=0)
+        self._max_failures = check_int(max_failures, "max_failures", min=1)
+        self._margin = check_float(expiry_margin, "expiry_margin", min=0.0, unit="seconds")
         if self._margin >= self._life * 60:
             raise ConfigError(
                 f"expiry_margin ({self._margin:g} s) must be shorter than life "
@@ -293,13 +288,19 @@ class ProxyPool:
                 field="expiry_margin",
             )
         self._max_extracted = (
-            None if max_extracted is None else _check_int(max_extracted, "max_extracted", 1)
+            None if max_extracted is None else check_int(max_extracted, "max_extracted", min=1)
         )
         if not callable(clock):
             raise ConfigError("clock must be a callable returning monotonic seconds", field="clock")
         if rng is not None and not isinstance(rng, random.Random):
             raise ConfigError("rng must be a random.Random instance", field="rng")
         self._rng = rng if rng is not None else random.Random()
+        if refill_runner is not None and not callable(refill_runner):
+            raise ConfigError(
+                "refill_runner must be a callable that runs a job in another thread",
+                field="refill_runner",
+            )
+        self._runner: RefillRunner = refill_runner if refill_runner is not None else _run_in_thread
         for name, value in (("cooldown", cooldown), ("api_backoff", api_backoff)):
             if value is not None and not isinstance(value, Backoff):
                 raise ConfigError(f"{name} must be a proxypool.policy.Backoff", field=name)
@@ -478,16 +479,17 @@ class ProxyPool:
         ``timeout``: seconds (pool clock) to wait for a refill when nothing is usable; an
         extraction this thread runs itself is bounded by the client's own timeout.
 
-        When the sub-pool is below ``min_size`` and no refill is in flight, the calling thread
-        runs the extraction (outside the lock) before taking its proxy; other threads keep being
-        served, or wait for that extraction if nothing is left. Raises ``PoolExhausted`` (chaining
+        While a proxy is usable, this returns at once: when that leaves the sub-pool below
+        ``min_size`` (and no refill is in flight), the top-up starts in ``refill_runner``, never
+        in this thread. Only when nothing is usable does the caller wait, for the extraction in
+        flight or for one it runs itself (outside the lock). Raises ``PoolExhausted`` (chaining
         the last error, if any) when no proxy can be had in time, the ``max_extracted`` budget is
         spent or the pool is closed; ``InvalidAppKey``/``RealNameRequired`` as soon as the
         provider reports them; ``InvalidGeo``/``ConfigError`` for a bad geography.
         """
         # The checks below are written out inline: this is the hot path (see benchmarks/).
         if timeout.__class__ is not float or not 0.0 <= timeout < math.inf:
-            timeout = _check_seconds(timeout, "timeout")
+            timeout = check_float(timeout, "timeout", min=0.0, unit="seconds")
         if domain is not None:
             domain = _normalize_domain(domain)
         if session is not None and session.__class__ is not str:
@@ -519,32 +521,33 @@ class ProxyPool:
     def _get_slow(
         self, sub: _SubPool, session: Hashable | None, domain: str | None, deadline: float
     ) -> Proxy:
-        """get() when a refill is due or nothing is usable: refill, wait, or give up."""
-        refilled = False  # one top-up per call: a get() never runs extractions back to back
+        """get() when a refill is due or nothing is usable: take and top up, refill, or wait."""
+        refilled = False  # one extraction per call: a get() never starts two back to back
         while True:
-            refill_num = 0
             with self._lock:
                 self._check_open()
                 now = self._clock()
                 if now >= sub.next_due:
                     self._maintain(sub, now)
-                if not refilled and sub.usable < self._min_size and self._can_refill(sub, now):
-                    refill_num = self._begin_refill(sub)
-                else:
-                    entry = self._take(sub, session, domain)
-                    if entry is not None:
+                entry = self._take(sub, session, domain)
+                if entry is not None:
+                    if refilled or sub.usable >= self._min_size or not self._can_refill(sub, now):
                         return entry.proxy
-                    if self._can_refill(sub, now):
-                        refill_num = self._begin_refill(sub)
-                    else:
-                        pause = self._wait_time(sub, now, deadline, domain)
-                        self._cond.wait(pause)
-                        continue
+                    # Proxies are left, just fewer than min_size: top up elsewhere, serve now.
+                    num = self._begin_refill(sub)
+                elif self._can_refill(sub, now):
+                    num = self._begin_refill(sub)  # nothing usable: this thread extracts
+                else:
+                    self._cond.wait(self._wait_time(sub, now, deadline, domain))
+                    continue
             if self._pending:
                 self._flush()
+            if entry is not None:
+                self._top_up(sub, num)
+                return entry.proxy
             refilled = True
             try:
-                self._run_refill(sub, refill_num)
+                self._run_refill(sub, num)
             except AccountError:
                 raise
             except Exception:
@@ -702,6 +705,43 @@ class ProxyPool:
         self._reserved += num
         return num
 
+    def _top_up(self, sub: _SubPool, num: int) -> None:
+        """Hand the refill begun for ``sub`` (``_begin_refill``) to the runner; call without the
+        lock. Never raises. The refill ends exactly once whatever the runner does, so ``sub``
+        never stays marked as refilling: the job runs it, or it is called off (the pool closed
+        before the job started) or failed (the runner raised before starting the job: the pool
+        backs off as after a failed extraction)."""
+        once = threading.Lock()  # taken by whichever of the job and the failure path comes first
+
+        def job() -> None:
+            if not once.acquire(blocking=False):
+                return
+            if self._closed:
+                self._cancel_refill(sub, num)  # nobody needs it any more: buy nothing
+                return
+            # A failure is recorded on the sub-pool (backoff, last_error) and logged there.
+            with contextlib.suppress(Exception):
+                self._run_refill(sub, num)
+
+        try:
+            self._runner(job)
+        except Exception as exc:
+            if once.acquire(blocking=False):
+                self._refill_failed(sub, num, exc)  # the job never started: a failed refill
+            else:
+                logger.warning(
+                    "refill_runner failed after starting a refill for %s: %r", sub.label, exc
+                )
+
+    def _cancel_refill(self, sub: _SubPool, num: int) -> None:
+        """End a refill that never called the provider; no error, no backoff."""
+        with self._lock:
+            self._reserved -= num
+            sub.refilling = False
+            sub.refill_generation += 1
+            sub.last_added = 0
+            self._wake()
+
     def _run_refill(self, sub: _SubPool, num: int) -> int:
         """Run one extraction (no lock held) and merge its result. Only the thread that called
         _begin_refill gets here, so this is the single flight for ``sub``."""
@@ -724,10 +764,13 @@ class ProxyPool:
             self._extracted += len(proxies)
             self._refills += 1
             added = 0
+            usable_until = started + self._life * 60 - self._margin
+            too_late = usable_until <= now
             if not self._closed:
                 if now >= sub.next_due:
                     self._maintain(sub, now)
-                added = self._merge(sub, proxies, started + self._life * 60 - self._margin, now)
+                if not too_late:
+                    added = self._merge(sub, proxies, usable_until)
                 if added:
                     sub.api_failures = 0
                     sub.retry_at = -math.inf
@@ -744,7 +787,13 @@ class ProxyPool:
             sub.refill_generation += 1
             sub.last_added = added
             usable = sub.usable
+            closed = self._closed
             self._wake()
+        if too_late and not closed:
+            logger.warning(
+                "extraction for %s took longer than life minus expiry_margin; batch dropped",
+                sub.label,
+            )
         logger.debug(
             "refill %s: %d proxies returned, %d new, %d usable",
             sub.label,
@@ -785,14 +834,9 @@ class ProxyPool:
         sub.retry_at = now + self._api_backoff.delay(sub.api_failures, self._rng)
         sub.api_failures += 1
 
-    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float, now: float) -> int:
-        """Add a batch to ``sub``; returns how many entries are new. Caller holds the lock."""
-        if usable_until <= now:
-            logger.warning(
-                "extraction for %s took longer than life minus expiry_margin; batch dropped",
-                sub.label,
-            )
-            return 0
+    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float) -> int:
+        """Add a batch usable until ``usable_until`` (in the future) to ``sub``; returns how many
+        entries are new. Caller holds the lock."""
         geo = sub.geo
         index = sub.index
         by_id = self._by_id
@@ -876,6 +920,9 @@ class ProxyPool:
             domain = _normalize_domain(domain)
         elif banned:
             raise ConfigError("report_failure(banned=True) needs the domain", field="domain")
+        # What to log, kept for after the lock: a log handler may do I/O.
+        news: str | None = None
+        failures = 0
         try:
             with self._lock:
                 entry = self._find(proxy)
@@ -889,14 +936,14 @@ class ProxyPool:
                     if domain not in entry.bans:
                         entry.bans.add(domain)
                         self._bans += 1
-                        logger.debug("proxy %s banned for %s", proxy, domain)
+                        news = "banned"
                     return
                 self._failures += 1
                 entry.failures += 1
                 if entry.failures >= self._max_failures:
                     self._evictions += 1
                     self._remove(entry)
-                    logger.debug("proxy %s evicted after %d failures", proxy, entry.failures)
+                    news, failures = "evicted", entry.failures
                     return
                 if entry.state == _LIVE:
                     sub.usable -= 1
@@ -907,6 +954,10 @@ class ProxyPool:
                 heapq.heappush(sub.cooling, (until, next(self._tiebreak), entry))
                 sub.next_due = min(sub.next_due, until)
         finally:
+            if news == "banned":
+                logger.debug("proxy %s banned for %s", proxy, domain)
+            elif news == "evicted":
+                logger.debug("proxy %s evicted after %d failures", proxy, failures)
             if self._pending:
                 self._flush()
 

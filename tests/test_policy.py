@@ -1,8 +1,10 @@
 """Tests for proxypool.policy: the rotation-strategy contract (one suite for every strategy),
-backoff, and the status ban policy."""
+backoff, and the status ban policy; and the number checks of proxypool._validate that Backoff,
+the pool and the location catalog share."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxypool._validate import check_float, check_int
 from proxypool.errors import ConfigError
 from proxypool.policy import (
     DEFAULT_BAN_STATUSES,
@@ -237,6 +240,67 @@ def test_backoff_rejects_bad_parameters(kwargs: dict[str, object], field: str) -
     with pytest.raises(ConfigError) as info:
         Backoff(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"base": 0}, "base must be greater than 0 seconds, got 0"),
+        ({"base": "1"}, "base must be a finite number of seconds, not str '1'"),
+        ({"base": 10, "cap": 5}, "cap must be at least 10 seconds, got 5"),
+        ({"cap": float("inf")}, "cap must be a finite number of seconds, not float inf"),
+        ({"jitter": 1.5}, "jitter must be between 0 and 1, got 1.5"),
+    ],
+)
+def test_backoff_errors_say_what_is_allowed(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Backoff(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+# -- number checks (proxypool._validate) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "message"),
+    [
+        (0.0, {"min": 0.0, "min_exclusive": True}, "x must be greater than 0, got 0.0"),
+        (-1, {"min": 0.0, "max": 5.0, "unit": "s"}, "x must be between 0 and 5 s, got -1"),
+        (9.5, {"min": 0.5, "max": 9.0}, "x must be between 0.5 and 9, got 9.5"),
+        (
+            7,
+            {"min": 1.0, "max": 5.0, "min_exclusive": True},
+            "x must be greater than 1 and at most 5, got 7",
+        ),
+        (math.nan, {"finite": False}, "x must be a number, not float nan"),
+        (-math.inf, {"finite": False, "min": 0.0}, "x must be at least 0, got -inf"),
+        (math.inf, {}, "x must be a finite number, not float inf"),
+        (True, {}, "x must be a finite number, not bool True"),
+        (10**400, {"min": 0.0}, "x is too large: a 1329-bit integer"),
+    ],
+)
+def test_check_float_rejects_with_a_message_naming_the_field(
+    value: object, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_float(value, "x", **options)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    assert info.value.field == "x"
+
+
+def test_check_float_accepts_its_bounds_and_returns_floats() -> None:
+    assert check_float(0, "x", min=0.0) == 0.0 and isinstance(check_float(3, "x"), float)
+    assert check_float(1e-9, "x", min=0.0, min_exclusive=True) == 1e-9
+    assert check_float(math.inf, "x", min=0.0, finite=False) == math.inf
+
+
+def test_check_int_words_its_unit() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_int(0, "life", min=1, max=7200, unit="minutes")
+    assert str(info.value) == "life must be between 1 and 7200 minutes, got 0"
+    with pytest.raises(ConfigError) as info:
+        check_int(1.0, "life", min=1, unit="minutes")
+    assert str(info.value) == "life must be a whole number of minutes, not float 1.0"
 
 
 # -- ban policy -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 from pytest_httpserver import HTTPServer
+from test_shutdown import blocked_waiting, wait_for
 
 from proxypool.errors import (
     AccountError,
@@ -66,11 +67,17 @@ class FakeClock:
         self.now += seconds
 
 
+def run_inline(job: Callable[[], None]) -> None:
+    """A ``refill_runner`` that runs each top-up at once in the calling thread, so tests that
+    count extractions need no threads (the default runner is a background thread)."""
+    job()
+
+
 class FakeSource:
     """A ProxySource double. Each ``extract()`` returns ``num`` new proxies (``10.0.x.y:8000``;
     with ``hosts=n`` it cycles over n addresses, so extractions repeat each other) unless an
     outcome is queued in ``outcomes`` (an exception to raise, or a list to return). Records every
-    call; ``gate`` makes it block until set."""
+    call and the thread that made it; ``gate`` makes it block until set."""
 
     def __init__(
         self,
@@ -80,6 +87,7 @@ class FakeSource:
         on_extract: Callable[[list[Proxy]], None] | None = None,
     ) -> None:
         self.calls: list[tuple[Geo | None, int, int]] = []
+        self.threads: list[threading.Thread] = []
         self.outcomes: list[Exception | list[Proxy]] = []
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
@@ -92,6 +100,7 @@ class FakeSource:
     def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
         with self._lock:
             self.calls.append((geo, num, life))
+            self.threads.append(threading.current_thread())
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test gate never opened"
@@ -159,7 +168,8 @@ MakePool = Callable[..., ProxyPool]
 @pytest.fixture
 def make_pool(source: FakeSource, clock: FakeClock, strategy: str) -> Iterator[MakePool]:
     """``make_pool(**overrides)``: a pool on ``source`` and ``clock`` with deterministic
-    backoffs and the parametrized strategy; closed at teardown."""
+    backoffs, the parametrized strategy and top-ups run inline (``run_inline``); closed at
+    teardown."""
     pools: list[ProxyPool] = []
 
     def make(**kwargs: Any) -> ProxyPool:
@@ -169,6 +179,7 @@ def make_pool(source: FakeSource, clock: FakeClock, strategy: str) -> Iterator[M
             "cooldown": COOLDOWN,
             "api_backoff": API_BACKOFF,
             "rng": random.Random(1),
+            "refill_runner": run_inline,
         }
         options.update(kwargs)
         pool = ProxyPool(options.pop("client", source), **options)
@@ -218,6 +229,7 @@ def collect(pool: ProxyPool, n: int, **kwargs: Any) -> set[Proxy]:
         ({"catalog": object()}, "catalog"),
         ({"rng": 42}, "rng"),
         ({"cooldown": 5}, "cooldown"),
+        ({"refill_runner": "thread"}, "refill_runner"),
         ({"geo": "USA"}, "country"),
         ({"geo": "US/a/b/c"}, "geo"),
         ({"client": object()}, "client"),
@@ -432,6 +444,115 @@ def test_refill_starts_below_min_size_not_only_at_zero(
     pool.get(timeout=0)  # 4 live < 5: refill though proxies are left
     assert len(source.calls) == 2
     assert pool.stats()["live"] == {"*": 14}
+
+
+def test_a_top_up_is_handed_to_the_runner_not_run_by_get(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    jobs: list[Callable[[], None]] = []
+    pool = make_pool(batch=5, min_size=5, refill_runner=jobs.append)
+    proxies = collect(pool, 5)  # nothing usable at first: that get() extracted by itself
+    assert len(source.calls) == 1 and jobs == []
+    pool.report_failure(next(iter(proxies)))  # 4 live < min_size
+    assert {pool.get(timeout=0) for _ in range(3)} <= proxies
+    assert len(jobs) == 1  # one top-up (single flight), handed over...
+    assert len(source.calls) == 1  # ...and not run by get()
+    assert not pool.needs_refill()  # in flight until the runner runs it
+    jobs.pop()()
+    assert len(source.calls) == 2
+    stats = pool.stats()
+    assert stats["live"] == {"*": 9} and stats["refills"] == 2 and stats["served"] == 8
+
+
+def test_with_nothing_usable_get_waits_for_the_top_up_in_flight(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    jobs: list[Callable[[], None]] = []
+    pool = make_pool(batch=3, min_size=3, refill_runner=jobs.append)
+    proxies = collect(pool, 3)
+    first, *others = proxies
+    pool.report_failure(first)
+    pool.get(timeout=0)  # 2 live < min_size: the top-up is in flight (queued in jobs)
+    for proxy in others:
+        pool.report_failure(proxy)  # now nothing is usable
+    with pytest.raises(PoolExhausted, match="still in flight"):
+        pool.get(timeout=0)  # waits for that extraction instead of starting a second one
+    assert len(source.calls) == 1
+    jobs.pop()()
+    assert pool.get(timeout=0) not in proxies
+    assert len(source.calls) == 2 and jobs == []
+
+
+@pytest.mark.timeout(30)
+def test_get_with_live_proxies_below_min_size_does_not_wait_for_a_slow_refill(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    # The default runner (a thread) and a provider that answers only when the test says so.
+    pool = make_pool(batch=5, min_size=5, refill_runner=None)
+    proxies = collect(pool, 5)
+    assert source.threads == [threading.current_thread()]  # nothing usable: get() extracted
+    bad = next(iter(proxies))
+    pool.report_failure(bad)  # 4 live < min_size
+    source.gate = threading.Event()
+    source.entered.clear()
+
+    served = [pool.get(timeout=0) for _ in range(3)]  # while the refill is held
+    assert set(served) <= proxies - {bad}
+    assert source.entered.wait(5)
+    refiller = source.threads[-1]
+    assert refiller is not threading.current_thread()
+    assert refiller.name == "proxypool-refill" and refiller.daemon
+    assert len(source.calls) == 2  # one top-up for the three calls
+
+    # Now nothing is usable: a get() waits for the top-up in flight and is served from it.
+    for proxy in proxies - {bad}:
+        pool.report_failure(proxy)
+    got: list[Proxy] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get(timeout=30)))
+    waiter.start()
+    wait_for(lambda: blocked_waiting(waiter), "the get() waits for the refill")
+    source.gate.set()
+    waiter.join(10)
+    refiller.join(10)
+    assert not waiter.is_alive() and not refiller.is_alive()  # the runner thread ends
+    assert len(got) == 1 and got[0] not in proxies
+    assert len(source.calls) == 2
+    assert pool.stats()["live"] == {"*": 5}
+
+
+def test_a_failing_runner_is_a_failed_refill_and_get_still_serves(
+    make_pool: MakePool, source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(job: Callable[[], None]) -> None:
+        raise RuntimeError("can't start new thread")
+
+    pool = make_pool(batch=5, min_size=5, refill_runner=broken)
+    proxies = collect(pool, 5)
+    pool.report_failure(next(iter(proxies)))
+    with caplog.at_level(logging.WARNING, logger="proxypool.pool"):
+        assert pool.get(timeout=0) in proxies
+    assert "can't start new thread" in caplog.text
+    assert pool.stats()["api_errors"] == 1
+    assert not pool.needs_refill()  # backing off, as after a failed extraction
+    clock.advance(API_BACKOFF.ceiling(0))
+    assert pool.needs_refill()  # not stuck "in flight"
+    assert pool.refill() == 5  # refill() runs in its caller, never in the runner
+    assert len(source.calls) == 2
+
+
+def test_a_top_up_that_starts_after_close_buys_nothing(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    jobs: list[Callable[[], None]] = []
+    pool = make_pool(batch=5, min_size=5, refill_runner=jobs.append)
+    proxies = collect(pool, 5)
+    pool.report_failure(next(iter(proxies)))
+    pool.get(timeout=0)
+    pool.close()
+    jobs.pop()()
+    assert len(source.calls) == 1
+    stats = pool.stats()
+    assert stats["refills"] == 1 and stats["api_errors"] == 0
 
 
 def test_provider_errors_back_off_exponentially_and_are_chained(
@@ -717,6 +838,38 @@ def test_listeners_run_outside_the_lock(make_pool: MakePool, clock: FakeClock) -
     assert len(seen) == 3
 
 
+@pytest.mark.timeout(10)
+def test_log_records_are_emitted_outside_the_lock(
+    make_pool: MakePool, source: FakeSource, clock: FakeClock
+) -> None:
+    pool = make_pool(batch=3, min_size=0, life=1, max_failures=1)
+    seen: list[tuple[str, int]] = []
+
+    class CallsBack(logging.Handler):
+        """A handler that calls back into the pool: it would deadlock under the pool lock."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), pool.stats()["bans"]))
+
+    logger = logging.getLogger("proxypool.pool")
+    handler, level = CallsBack(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        first, second = drain(pool, 2)
+        pool.report_failure(first, domain="a.example", banned=True)
+        pool.report_failure(second)  # max_failures=1: evicted
+        source.on_extract = lambda _: clock.advance(60)  # outlives the batch's usable life
+        assert pool.refill() == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    messages = [message for message, _ in seen]
+    assert f"proxy {first} banned for a.example" in messages
+    assert f"proxy {second} evicted after 1 failures" in messages
+    assert any("batch dropped" in message for message in messages)
+
+
 def test_a_failing_listener_is_logged_and_the_others_still_run(
     make_pool: MakePool, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -820,7 +973,15 @@ def test_no_secret_in_logs_stats_reprs_or_errors(
 ) -> None:
     secret = "pw9SECRETxyz"
     src = FakeSource(password=secret)
-    pool = ProxyPool(src, clock=clock, batch=3, life=1, max_failures=2, cooldown=COOLDOWN)
+    pool = ProxyPool(
+        src,
+        clock=clock,
+        batch=3,
+        life=1,
+        max_failures=2,
+        cooldown=COOLDOWN,
+        refill_runner=run_inline,
+    )
     with caplog.at_level(logging.DEBUG, logger="proxypool"):
         proxies = drain(pool, 3)
         pool.report_failure(proxies[0], domain="a.example", banned=True)
@@ -857,8 +1018,8 @@ def test_16_threads_on_an_empty_pool_cause_one_extraction(
         thread.start()
     barrier.wait()
     assert source.entered.wait(5)
-    # Hold the extraction open long enough for the other 15 to queue up behind it.
-    threading.Event().wait(0.2)
+    # Hold the extraction until the other 15 have queued up behind it.
+    wait_for(lambda: sum(map(blocked_waiting, threads)) == 15, "15 threads wait for the refill")
     source.gate.set()
     for thread in threads:
         thread.join(10)
@@ -988,6 +1149,7 @@ class PoolMachine(RuleBasedStateMachine):
             api_backoff=Backoff(base=1.0, cap=4.0, jitter=0.0),
             strategy=self.strategy_name,
             rng=random.Random(0),
+            refill_runner=run_inline,
         )
         self.model: dict[Proxy, ModelProxy] = {}
         self.sessions: dict[str, Proxy] = {}

@@ -1,13 +1,18 @@
 """Shutdown under load: closing a pool or a wrapped session while an extraction is in flight or
 requests are on the wire.
 
-- Closing the pool mid-refill (the provider is slow) wakes every waiter with ``PoolExhausted``
+- Closing the pool mid-refill (the extraction is held) wakes every waiter with ``PoolExhausted``
   before the extraction in flight returns; the thread running that extraction ends as soon as it
   does, with ``PoolExhausted`` too, and keeps none of its proxies.
 - Closing a wrapped session and its pool mid-refill: every request ends with a ``ProxyPoolError``
   and none reaches the target (nothing is ever sent directly).
+- Closing the pool while a top-up runs in its background thread (``proxypool-refill``): the
+  thread ends with its extraction and the pool keeps nothing from it.
 - Closing a wrapped session mid-request-storm: requests in flight finish, later ones still go
   through the pool, and the adapter lets go of every per-proxy connection manager.
+
+Extractions go through the real ``ProviderClient`` to the ``ProviderSimulator``, behind a gate
+(``GatedSource``) the test opens: the order of events is set by the test, not by timing.
 
 Each test starts its servers itself, so it can check afterwards that no thread it caused is left
 (``threading.enumerate()``), and that nothing was logged at WARNING or above, no traceback
@@ -26,16 +31,18 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from proxypool import pool as pool_module
 from proxypool.adapters import ProxyPoolAdapter, wrap_session
 from proxypool.api import ProviderClient
 from proxypool.errors import PoolExhausted, ProxyPoolError
+from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.pool import ProxyPool
 from proxypool.sim.provider import ProviderSimulator
 from proxypool.sim.relays import RelayFleet
 from proxypool.sim.target import TargetSite
 
-SLOW = 2.0  # seconds the provider takes to answer an extraction
+JOIN = 10.0  # seconds to wait for a thread that should end now (only reached on failure)
 
 
 @dataclass
@@ -70,14 +77,14 @@ def watch(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def blocked_waiting(thread: threading.Thread) -> bool:
-    """Whether ``thread`` sleeps in ``threading.Condition.wait`` (a pool waiter), seen from its
-    current frame."""
+    """Whether ``thread`` is a pool waiter: it sleeps in ``threading``'s ``wait`` called right
+    from ``ProxyPool`` code (not, say, in a test's gate or a barrier), seen from its frames."""
     frame = sys._current_frames().get(thread.ident or -1)
-    while frame is not None:
-        if frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
-            return True
+    if frame is None or frame.f_code.co_name != "wait":
+        return False
+    while frame is not None and frame.f_code.co_filename == threading.__file__:
         frame = frame.f_back
-    return False
+    return frame is not None and frame.f_code.co_filename == pool_module.__file__
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -108,6 +115,24 @@ def start(call: Callable[[], object], name: str) -> tuple[threading.Thread, Outc
     return thread, outcome
 
 
+class GatedSource:
+    """The real client, behind a gate: ``extract()`` says it has started (``entered``), then
+    waits until the test opens ``gate`` before it calls the provider. Records the threads that
+    extracted."""
+
+    def __init__(self, client: ProviderClient) -> None:
+        self.client = client
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return self.client.extract(geo, num=num, life=life)
+
+
 # -- closing the pool mid-refill ----------------------------------------------------------------
 
 
@@ -117,30 +142,29 @@ def test_closing_the_pool_mid_refill_wakes_waiters_and_leaves_no_thread(
     watch: Watch, in_flight_call: str
 ) -> None:
     with ProviderSimulator() as sim:
-        sim.set_delay(SLOW, path="ip/v3")
         sim.fail_rate = 1.0 if in_flight_call == "fails" else 0.0
         client = ProviderClient(sim.app_key, base_url=sim.base_url, timeout=10, retries=0)
-        pool = ProxyPool(client, min_size=1)
-        assert pool.needs_refill()
+        source = GatedSource(client)
+        pool = ProxyPool(source, min_size=1)
 
         refiller, refilled = start(lambda: pool.get(timeout=30), "refiller")
-        # needs_refill() turns False once the extraction is in flight (nothing failed yet).
-        wait_for(lambda: not pool.needs_refill(), "the extraction is in flight")
+        assert source.entered.wait(JOIN)  # the extraction is in flight, held at the gate
         waiting = [start(lambda: pool.get(timeout=30), f"waiter-{i}") for i in range(3)]
         wait_for(lambda: all(blocked_waiting(t) for t, _ in waiting), "the waiters wait")
-        assert sim.extraction_calls() == []
 
         pool.close()
         for thread, _ in waiting:
-            thread.join(SLOW)
-        # Woken by close(), not by the extraction: the provider has not answered yet.
-        assert sim.extraction_calls() == []
+            thread.join(JOIN)
         assert not any(thread.is_alive() for thread, _ in waiting)
+        # Woken by close(), not by the extraction: it is still held, the provider heard nothing.
+        assert refiller.is_alive() and not source.gate.is_set()
+        assert sim.extraction_calls() == []
         for _, outcome in waiting:
             assert isinstance(outcome.error, PoolExhausted), outcome.error
             assert "closed" in str(outcome.error)
 
-        refiller.join(SLOW + 10)
+        source.gate.set()
+        refiller.join(JOIN)
         assert not refiller.is_alive()
         assert len(sim.extraction_calls()) == 1
         assert isinstance(refilled.error, PoolExhausted), refilled.error
@@ -157,33 +181,67 @@ def test_closing_the_pool_mid_refill_wakes_waiters_and_leaves_no_thread(
 @pytest.mark.timeout(60)
 def test_closing_a_session_and_pool_mid_refill_sends_nothing(watch: Watch) -> None:
     with ProviderSimulator() as sim, TargetSite() as site:
-        sim.set_delay(SLOW, path="ip/v3")
         client = ProviderClient(sim.app_key, base_url=sim.base_url, timeout=10, retries=0)
-        pool = ProxyPool(client, min_size=1)
+        source = GatedSource(client)
+        pool = ProxyPool(source, min_size=1)
         session = wrap_session(requests.Session(), pool, pool_timeout=30)
 
         requesters = [
             start(lambda: session.get(site.url_for("/page/1"), timeout=10), f"requester-{i}")
             for i in range(8)
         ]
-        wait_for(lambda: not pool.needs_refill(), "the extraction is in flight")
+        assert source.entered.wait(JOIN)  # one request's get() extracts, held at the gate
         wait_for(lambda: sum(blocked_waiting(t) for t, _ in requesters) == 7, "7 requests wait")
         waiting = [thread for thread, _ in requesters if blocked_waiting(thread)]
 
         session.close()
         pool.close()
         for thread in waiting:
-            thread.join(SLOW)
+            thread.join(JOIN)
         assert not any(thread.is_alive() for thread in waiting)
         assert sim.extraction_calls() == []  # woken by close(), before the provider answered
+        source.gate.set()
         for thread, _ in requesters:
-            thread.join(SLOW + 10)
+            thread.join(JOIN)
         assert not any(thread.is_alive() for thread, _ in requesters)
         for _, outcome in requesters:
             assert isinstance(outcome.error, ProxyPoolError), outcome.error
             assert isinstance(outcome.error, requests.ConnectionError)  # NoProxyAvailable
         assert site.hits() == []  # not one request left without a proxy
         assert len(sim.extraction_calls()) == 1
+        client.close()
+
+    assert watch.leftover_threads() == []
+
+
+# -- closing the pool while a top-up runs in the background -------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_closing_the_pool_mid_top_up_leaves_no_refill_thread(watch: Watch) -> None:
+    with ProviderSimulator() as sim:
+        client = ProviderClient(sim.app_key, base_url=sim.base_url, timeout=10, retries=0)
+        source = GatedSource(client)
+        source.gate.set()
+        pool = ProxyPool(source, batch=4, min_size=4)
+        first = pool.get(timeout=30)  # nothing usable yet: this thread extracts 4
+        source.gate.clear()
+        source.entered.clear()
+
+        pool.report_failure(first)  # 3 live, below min_size
+        assert pool.get(timeout=0) != first  # served at once; the top-up is held at the gate
+        assert source.entered.wait(JOIN)
+        refiller = source.threads[-1]
+        assert refiller.name == "proxypool-refill" and refiller is not threading.current_thread()
+        assert len(sim.extraction_calls()) == 1
+
+        pool.close()
+        assert refiller.is_alive()  # close() does not wait for the provider...
+        source.gate.set()
+        refiller.join(JOIN)
+        assert not refiller.is_alive()  # ...and the thread ends with its extraction
+        assert len(sim.extraction_calls()) == 2
+        assert pool.stats()["live"] == {"*": 0}  # what the top-up bought was not kept
         client.close()
 
     assert watch.leftover_threads() == []
