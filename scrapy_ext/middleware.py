@@ -15,18 +15,30 @@ about proxies is the pool's. What it adds is the Scrapy side:
   never by host:port: Scrapy strips credentials from ``meta["proxy"]`` and gateway proxies share an
   address.
 - Bans (``PROXYPOOL_BAN_STATUSES``, or a ``PROXYPOOL_BAN_POLICY``) and proxy failures (download
-  errors through the proxy, or its own HTTP 407) are reported to the pool, a ban for the target's
-  domain only, and the request is retried on another proxy, up to ``PROXYPOOL_MAX_PROXY_RETRIES``
-  times; after that it fails visibly (a WARNING naming the proxies tried) and is counted.
+  errors through the proxy, a proxy host the downloader refuses as malformed, or the proxy's own
+  HTTP 407) are reported to the pool, a ban for the target's domain only, and the request is
+  retried on another proxy, up to ``PROXYPOOL_MAX_PROXY_RETRIES`` times; after that it fails
+  visibly (a WARNING naming the proxies tried) and is counted.
+- Scrapy's own ``RetryMiddleware`` (550, outside this one) retries what reaches it: the target's
+  5xx, and a proxy failure once the budget above is spent. A request it retries because the
+  target failed (the last proxy did its job) starts a fresh proxy budget; one it retries after
+  this middleware gave up keeps the spent budget, so each of Scrapy's retries adds one proxy
+  rather than ``PROXYPOOL_MAX_PROXY_RETRIES`` more (at most ``PROXYPOOL_MAX_PROXY_RETRIES + 1 +
+  RETRY_TIMES`` proxies for a request whose proxies keep failing).
+- Shutdown: Scrapy waits for the requests in progress before ``spider_closed``, and a request
+  waiting for a proxy is one; so while requests wait, the middleware watches for the spider to
+  start closing, then closes the pool (waiting requests are dropped: ``IgnoreRequest``) and cuts
+  the provider calls in flight (``scrapy_ext._abort``). ``spider_closed`` does the same and waits
+  (briefly) for its worker threads to end, so none outlives the crawl.
 
 - Extracted proxies that refuse TCP connections are dropped before they join the pool
   (``PROXYPOOL_CHECK_PROXIES``, see ``scrapy_ext.source``), so no request slot is spent on them.
 
 Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``, ``bans/policy``,
-``proxy_errors``, ``proxy_errors/<exception or 407>``, ``retries``, ``retry_exhausted``,
-``exhausted``, ``bad_geo``, ``refills``, ``extractions``, ``extracted``, ``rejected``,
-``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and ``error`` (why the
-spider was closed).
+``proxy_errors``, ``proxy_errors/<exception, invalid_hostname or 407>``, ``retries``,
+``retry_exhausted``, ``exhausted``, ``bad_geo``, ``refills``, ``extractions``, ``extracted``,
+``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and ``error``
+(why the spider was closed).
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ import time
 import zlib
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from scrapy import signals
 from scrapy.core.engine import ExecutionEngine
@@ -60,6 +72,7 @@ from proxypool.geo import Geo, LocationCatalog
 from proxypool.models import Proxy
 from proxypool.pool import ProxyPool, ProxySource
 
+from ._abort import AbortableSession
 from .settings import ProxyPoolSettings, read_settings
 from .source import CheckedSource
 
@@ -67,6 +80,8 @@ if TYPE_CHECKING:
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from twisted.internet.base import ReactorBase
+    from twisted.internet.task import LoopingCall
 
 __all__ = [
     "PROXY_META_KEY",
@@ -80,8 +95,12 @@ T = TypeVar("T")
 
 #: Private meta key holding the ``Proxy`` (the pool entry) a request was sent through.
 PROXY_META_KEY = "_proxypool_proxy"
-_RETRIES_KEY = "_proxypool_retries"
-_TRIED_KEY = "_proxypool_tried"
+_RETRIES_KEY = "_proxypool_retries"  # proxy retries spent in this attempt (see _ATTEMPT_KEY)
+_TRIED_KEY = "_proxypool_tried"  # the proxies (host:port) those retries left behind
+# Scrapy's meta["retry_times"] when the proxy budget above was last started: a different value
+# means the request came back through RetryMiddleware.
+_ATTEMPT_KEY = "_proxypool_attempt"
+_GAVE_UP_KEY = "_proxypool_gave_up"  # set when this middleware spent the budget and gave up
 
 # Why the spider is closed (its finish_reason).
 REASON_MISCONFIGURED = "proxypool_misconfigured"
@@ -109,6 +128,10 @@ _PROXY_FAILURES = (
 
 _MAX_GEO_CACHE = 1024
 _REFILL_CHECK = 0.05  # seconds between two needs_refill() checks of one geography
+_CLOSING_CHECK = 0.1  # seconds between two looks at whether the spider is closing (while waiting)
+_WORKERS_GRACE = 5.0  # seconds spider_closed waits for the worker threads to end
+# Twisted's HostnameEndpoint refuses a malformed host before connecting, with this ValueError.
+_INVALID_HOSTNAME = "invalid hostname"
 
 # ProviderClient parameter -> the setting it comes from, for error messages.
 _CLIENT_SETTINGS = {
@@ -190,6 +213,12 @@ class ProxyPoolMiddleware:
         self._open_waiters: list[defer.Deferred[None]] | None = None
         self._closing = False
         self._executor: ThreadPoolExecutor | None = None
+        # The provider session built here (None with PROXYPOOL_SOURCE): cut on close.
+        self._http: AbortableSession | None = None
+        self._jobs = 0  # worker-thread jobs whose result has not reached the reactor yet
+        self._idle: list[Callable[[], None]] = []  # called once _jobs drops to 0
+        self._waiting = 0  # requests waiting for a proxy in a worker thread
+        self._closing_watch: LoopingCall | None = None
         try:
             self.config = config if config is not None else read_settings(crawler.settings)
         except ConfigError as exc:
@@ -235,15 +264,22 @@ class ProxyPoolMiddleware:
         ``PROXYPOOL_API_URL`` with ``PROXYPOOL_APP_KEY``. No network call is made here."""
         spec = self.config.source
         if spec is None:
+            # A session of our own, so closing the spider can cut the calls in flight.
+            session = AbortableSession()
             try:
-                return ProviderClient(
+                client = ProviderClient(
                     self.config.app_key,
                     base_url=self.config.api_url,
                     timeout=self.config.api_timeout,
+                    session=session,
+                    sleep=session.sleep,
                 )
             except ConfigError as exc:  # say which setting, not which parameter
+                session.close()
                 setting = _CLIENT_SETTINGS.get(exc.field or "", "PROXYPOOL_API_URL")
                 raise ConfigError(f"{setting}: {exc}", field=setting) from None
+            self._http = session
+            return client
         obj = self._load("PROXYPOOL_SOURCE", spec)
         if not callable(getattr(obj, "extract", None)):
             raise ConfigError(
@@ -395,18 +431,85 @@ class ProxyPoolMiddleware:
             logger.warning("proxypool: pre-filling %s failed (%s); requests will wait", geo, exc)
         return canonical, self.pool.stats()["live"].get(str(canonical), 0)
 
-    def spider_closed(self, spider: Spider | None = None) -> None:
-        self._closing = True
+    def spider_closed(self, spider: Spider | None = None) -> defer.Deferred[None]:
+        """Close the pool, cut the provider calls in flight, stop the worker threads; the
+        Deferred fires once they have ended (at most ``_WORKERS_GRACE`` s: a ``PROXYPOOL_SOURCE``
+        of the user's cannot be cut, and ends within its own timeout)."""
         self._sync_stats()
+        self._shut_down()
+        return self._workers_done(_WORKERS_GRACE)
+
+    def _shut_down(self) -> None:
+        """Serve nothing more and let every worker thread end now. Idempotent; reactor thread."""
+        self._closing = True
+        if self._closing_watch is not None and self._closing_watch.running:
+            self._closing_watch.stop()
         if self.pool is not None:
             self.pool.close()  # wakes threads waiting in pool.get()
-        if self.source is not None and self.config.source is None:
-            client = self.source.source  # the ProviderClient built here: release its connections
-            if isinstance(client, ProviderClient):
-                client.close()
+        if self._http is not None:
+            # Cuts extractions in flight (their threads end now, not when the provider answers)
+            # and makes the client's retries fail at once.
+            self._http.abort()
         if self._executor is not None:
-            # An extraction in flight ends by itself within the client's timeout.
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _workers_done(self, timeout: float) -> defer.Deferred[None]:
+        """Fires once every worker-thread job has reported back, or after ``timeout`` s."""
+        if self._jobs == 0:
+            return defer.succeed(None)
+        from twisted.internet import reactor
+
+        clock = cast("ReactorBase", reactor)
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def fire() -> None:
+            if not done.called:
+                done.callback(None)
+
+        self._idle.append(fire)
+        timer = clock.callLater(timeout, fire)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        done.addBoth(stop_timer)
+        return done
+
+    def _engine_closing(self) -> bool:
+        """Whether the engine has begun closing the spider. Scrapy sends no signal for that (only
+        ``spider_closed``, after the requests in progress end), so this reads the engine slot's
+        ``closing`` Deferred, set when closing begins (``engine._slot``, ``engine.slot`` in
+        older versions)."""
+        try:
+            engine = self.crawler.engine
+        except RuntimeError:
+            return False
+        slot = getattr(engine, "_slot", None) or getattr(engine, "slot", None)
+        return getattr(slot, "closing", None) is not None
+
+    def _watch_closing(self) -> None:
+        """While requests wait for a proxy, look every ``_CLOSING_CHECK`` s whether the spider
+        is closing: Scrapy would wait for them, and they for a refill, before closing."""
+        watch = self._closing_watch
+        if watch is not None and watch.running:
+            return
+        from twisted.internet.task import LoopingCall
+
+        def check() -> None:
+            if self._waiting == 0 or self._closing:
+                if self._closing_watch is not None and self._closing_watch.running:
+                    self._closing_watch.stop()
+            elif self._engine_closing():
+                logger.debug(
+                    "proxypool: the spider is closing: dropping %d requests waiting for a proxy",
+                    self._waiting,
+                )
+                self._shut_down()
+
+        self._closing_watch = LoopingCall(check)
+        self._closing_watch.start(_CLOSING_CHECK, now=False)
 
     def _close_spider(self, reason: str) -> None:
         try:
@@ -476,6 +579,14 @@ class ProxyPoolMiddleware:
                 self._refill_checked[geo] = now + _REFILL_CHECK
                 if pool.needs_refill(geo):
                     self._refill_in_background(geo)
+        attempt = meta.get("retry_times", 0)
+        if meta.get(_ATTEMPT_KEY, 0) != attempt:  # back through Scrapy's RetryMiddleware
+            meta[_ATTEMPT_KEY] = attempt
+            if not meta.pop(_GAVE_UP_KEY, False):
+                # Retried for the target's sake (a 5xx, say): the proxies did their job, so
+                # this attempt gets the whole proxy budget again.
+                meta.pop(_RETRIES_KEY, None)
+                meta.pop(_TRIED_KEY, None)
         meta[PROXY_META_KEY] = proxy
         meta["proxy"] = proxy.url
         if self.config.slot_per_proxy:
@@ -511,6 +622,8 @@ class ProxyPoolMiddleware:
         one), for a cooling proxy to come back, or for ``PROXYPOOL_WAIT_TIMEOUT`` to pass."""
         assert self.pool is not None
         self.stats.inc_value("proxypool/waits")
+        self._waiting += 1
+        self._watch_closing()
         try:
             return await maybe_deferred_to_future(
                 self._call_in_thread(self._get_blocking, geo, session, domain)
@@ -534,6 +647,7 @@ class ProxyPoolMiddleware:
                 logger.warning("proxypool: no proxy for a request to %s (%s): %s", domain, geo, exc)
             raise IgnoreRequest(f"proxypool: no proxy: {exc}") from None
         finally:
+            self._waiting -= 1
             self._sync_stats()
 
     def _get_blocking(self, geo: Geo, session: Hashable | None, domain: str | None) -> Proxy:
@@ -591,10 +705,17 @@ class ProxyPoolMiddleware:
     ) -> Request | None:
         proxy = request.meta.get(PROXY_META_KEY)
         pool = self.pool
-        if proxy is None or pool is None or not isinstance(exception, self._failures):
+        if proxy is None or pool is None:
+            return None
+        if isinstance(exception, self._failures):
+            name = type(exception).__name__
+        elif type(exception) is ValueError and str(exception).startswith(_INVALID_HOSTNAME):
+            # The downloader refused the proxy's host as malformed before connecting (with a
+            # proxy set, the proxy is the only host it connects to): this proxy never works.
+            name = "invalid_hostname"
+        else:
             return None
         pool.report_failure(proxy, domain=urlparse_cached(request).hostname)
-        name = type(exception).__name__
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
         logger.debug("proxypool: %s failed for %s: %s", proxy, request, name)
@@ -606,6 +727,8 @@ class ProxyPoolMiddleware:
         retries = request.meta.get(_RETRIES_KEY, 0)
         tried = (*request.meta.get(_TRIED_KEY, ()), str(proxy))
         if retries >= self.config.max_proxy_retries:
+            # Read by process_request if Scrapy's RetryMiddleware sends the request again.
+            request.meta[_GAVE_UP_KEY] = True
             self.stats.inc_value("proxypool/retry_exhausted")
             logger.warning(
                 "proxypool: gave up on %s after %d proxies (%s); last: %s",
@@ -656,21 +779,30 @@ class ProxyPoolMiddleware:
             d.errback(PoolExhausted("proxypool is not running"))
             return d
 
-        def finished(future: Future[T]) -> None:
+        def report(future: Future[T]) -> None:  # reactor thread
+            self._jobs -= 1
+            if self._jobs == 0 and self._idle:
+                idle, self._idle = self._idle, []
+                for callback in idle:
+                    callback()
             if future.cancelled():
-                reactor.callFromThread(d.errback, PoolExhausted("the spider is closing"))
+                d.errback(PoolExhausted("the spider is closing"))
                 return
             exc = future.exception()
             if exc is not None:
-                reactor.callFromThread(d.errback, exc)
+                d.errback(exc)
             else:
-                reactor.callFromThread(d.callback, future.result())
+                d.callback(future.result())
+
+        def finished(future: Future[T]) -> None:  # the worker thread (or the one cancelling)
+            reactor.callFromThread(report, future)
 
         try:
             future = executor.submit(fn, *args, **kwargs)
         except RuntimeError:  # shut down: the spider is closing
             d.errback(PoolExhausted("the spider is closing"))
             return d
+        self._jobs += 1
         future.add_done_callback(finished)
         return d
 

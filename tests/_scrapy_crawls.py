@@ -8,23 +8,34 @@ default asyncio reactor, logging at DEBUG to a file the test then scans.
 The spider (``RecordingSpider``) starts from the spec's requests, optionally follows every link of
 the same site (passing chosen meta keys on to the children), and records each response, each
 failure, the download slots it saw and, with ``ticker``, how regularly a ``LoopingCall`` on the
-reactor ticked (the proof that nothing blocks the loop). Also here: ``CaptchaBanPolicy`` and
-``relay_source`` (a ProviderSimulator address source handing out relays per geography).
+reactor ticked (the proof that nothing blocks the loop). With ``status_errback`` non-2xx answers go
+to the errback (Scrapy's ``HttpError``) instead of the callback. With ``close`` the spider stays
+open until a marker file appears, then closes itself (``CloseSpider`` from a callback, or
+``engine.close_spider``). After the crawl, the names of the threads still alive in the crawl
+process are recorded (and printed), once its ``proxypool*`` threads had a moment to end.
+Also here: ``CaptchaBanPolicy``, ``SettingsSource`` (a ``PROXYPOOL_SOURCE`` handing out the
+proxies listed in a setting) and ``relay_source`` (a ProviderSimulator address source handing out
+relays per geography).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from proxypool.geo import Geo
+from proxypool.models import Proxy
 from proxypool.sim.target import CAPTCHA_MARKER as _SIM_CAPTCHA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +77,11 @@ class CrawlResult:
     output: str
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    threads: list[str] = field(default_factory=list)  # alive in the crawl process after it
+
+    def error_paths(self) -> set[str]:
+        """Paths of the requests that reached the errback."""
+        return {urlsplit(e["url"]).path for e in self.errors}
 
     def stat(self, name: str, default: Any = 0) -> Any:
         return self.stats.get(name, default)
@@ -89,6 +105,32 @@ class CrawlResult:
             f"proxypool stats: {self.proxypool_stats()}\nerrors: {self.errors[:5]}\n"
             f"--- output ---\n{self.output[-3000:]}\n--- log tail ---\n{tail}"
         )
+
+
+@dataclass(frozen=True)
+class CloseSpec:
+    """How the spider closes itself: once ``marker`` exists (and Scrapy's stat
+    ``proxypool/waits`` reached ``min_waits``), either ``how="callback"`` (a request to ``url``
+    whose callback raises ``CloseSpider(reason)``) or ``how="engine"``
+    (``engine.close_spider_async(reason=reason)`` from a ``LoopingCall``). Until then the spider
+    is kept open when idle, for at most ``hold`` seconds."""
+
+    marker: Path
+    how: str
+    reason: str
+    url: str = ""
+    min_waits: int = 0
+    hold: float = 30.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "marker": str(self.marker),
+            "how": self.how,
+            "reason": self.reason,
+            "url": self.url,
+            "min_waits": self.min_waits,
+            "hold": self.hold,
+        }
 
 
 def crawl_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -115,10 +157,14 @@ def run_crawl(
     follow: bool = False,
     follow_meta: Sequence[str] = (),
     ticker: float | None = None,
+    status_errback: bool = False,
+    close: CloseSpec | None = None,
     timeout: float = 60.0,
 ) -> CrawlResult:
     """Crawl in a subprocess. ``start``: ``{"url", "meta"?, "headers"?}`` dicts. ``geo``/``geos``
-    become the spider's ``proxypool_geo``/``proxypool_geos`` attributes (omitted when None)."""
+    become the spider's ``proxypool_geo``/``proxypool_geos`` attributes (omitted when None).
+    ``status_errback``: non-2xx responses go to the errback, not the callback. ``close``: the
+    spider closes itself once a marker file exists (see ``CloseSpec``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     n = len(list(workdir.glob("spec-*.json")))
     spec_path = workdir / f"spec-{n}.json"
@@ -132,6 +178,8 @@ def run_crawl(
         "follow": follow,
         "follow_meta": list(follow_meta),
         "ticker": ticker,
+        "status_errback": status_errback,
+        "close": close.as_json() if close is not None else None,
         "result": str(result_path),
     }
     spec_path.write_text(json.dumps(spec))
@@ -160,6 +208,7 @@ def run_crawl(
         output=proc.stdout + proc.stderr,
         seconds=seconds,
         extra=data.get("extra", {}),
+        threads=data.get("threads", []),
     )
 
 
@@ -185,6 +234,27 @@ def relay_source(
 # crawl side (imports Scrapy only here, so the test process never touches its reactor)
 # ------------------------------------------------------------------------------------------------
 
+
+class SettingsSource:
+    """A ``PROXYPOOL_SOURCE`` for crawls: hands out the proxies of the setting
+    ``TEST_PROXIES`` (``"host:port"`` strings, any host, even a malformed one), the same list at
+    every extraction, in order."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.proxies = [Proxy(host, int(port)) for host, _, port in map(_split, addresses)]
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> SettingsSource:
+        return cls(crawler.settings.getlist("TEST_PROXIES"))
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        return [dataclasses.replace(p, geo=geo) for p in self.proxies[:num]]
+
+
+def _split(address: str) -> tuple[str, str, str]:
+    return address.rpartition(":")
+
+
 CAPTCHA_MARKER = _SIM_CAPTCHA.encode()
 
 
@@ -205,10 +275,19 @@ def main(spec_path: str) -> int:
     import scrapy
     from scrapy import signals
     from scrapy.crawler import CrawlerProcess
+    from scrapy.exceptions import CloseSpider, DontCloseSpider
+    from scrapy.utils.defer import deferred_from_coro
     from twisted.internet import task
 
     spec = json.loads(Path(spec_path).read_text())
-    record: dict[str, Any] = {"responses": [], "errors": [], "slots": set(), "ticks": []}
+    record: dict[str, Any] = {
+        "responses": [],
+        "errors": [],
+        "slots": set(),
+        "ticks": [],
+        "extra": {},
+    }
+    close = spec.get("close")
 
     class RecordingSpider(scrapy.Spider):
         name = "recording"
@@ -218,23 +297,54 @@ def main(spec_path: str) -> int:
             spider: RecordingSpider = super().from_crawler(crawler, *args, **kwargs)
             crawler.signals.connect(spider.on_opened, signal=signals.spider_opened)
             crawler.signals.connect(spider.on_closed, signal=signals.spider_closed)
+            crawler.signals.connect(spider.on_idle, signal=signals.spider_idle)
             return spider
 
         def on_opened(self) -> None:
+            self.opened_at = time.monotonic()
+            self.close_begun = False
             interval = spec.get("ticker")
             if interval:
                 self.loop = task.LoopingCall(lambda: record["ticks"].append(time.monotonic()))
                 self.loop.start(interval, now=True)
+            if close:
+                self.close_loop = task.LoopingCall(self.maybe_close)
+                self.close_loop.start(0.05, now=False)
 
         def on_closed(self) -> None:
-            loop = getattr(self, "loop", None)
-            if loop is not None and loop.running:
-                loop.stop()
+            for loop in (getattr(self, "loop", None), getattr(self, "close_loop", None)):
+                if loop is not None and loop.running:
+                    loop.stop()
+
+        def on_idle(self) -> None:
+            holding = time.monotonic() - self.opened_at < close["hold"] if close else False
+            if holding and not self.close_begun:
+                raise DontCloseSpider
+
+        def maybe_close(self) -> None:
+            if self.close_begun or not Path(close["marker"]).exists():
+                return
+            if (self.crawler.stats.get_value("proxypool/waits") or 0) < close["min_waits"]:
+                return
+            self.close_begun = True
+            record["extra"]["close_begun"] = time.monotonic()
+            engine = self.crawler.engine
+            if close["how"] == "engine":
+                deferred_from_coro(engine.close_spider_async(reason=close["reason"]))
+            else:
+                engine.crawl(
+                    scrapy.Request(close["url"], callback=self.close_now, dont_filter=True)
+                )
+
+        def close_now(self, response: Any) -> None:
+            record["extra"]["closed_from_callback"] = response.url
+            raise CloseSpider(close["reason"])
 
         def _request(self, url: str, meta: dict[str, Any], headers: Any = None) -> scrapy.Request:
+            status_meta = {} if spec.get("status_errback") else {"handle_httpstatus_all": True}
             return scrapy.Request(
                 url,
-                meta={"handle_httpstatus_all": True, **meta},
+                meta={**status_meta, **meta},
                 headers=headers,
                 callback=self.parse,
                 errback=self.failed,
@@ -284,6 +394,18 @@ def main(spec_path: str) -> int:
     crawler = process.create_crawler(RecordingSpider)
     process.crawl(crawler)
     process.start()
+    record["extra"]["crawl_ended"] = ended = time.monotonic()
+    if "close_begun" in record["extra"]:
+        record["extra"]["close_seconds"] = ended - record["extra"]["close_begun"]
+
+    # A thread that has finished its last job may take a moment to leave enumerate().
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(
+        t.name.startswith("proxypool") for t in threading.enumerate()
+    ):
+        time.sleep(0.01)
+    threads = sorted(t.name for t in threading.enumerate() if t.is_alive())
+    print("threads alive after the crawl:", threads, flush=True)
 
     ticks = record["ticks"]
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
@@ -293,6 +415,8 @@ def main(spec_path: str) -> int:
         "errors": record["errors"],
         "slots": sorted(record["slots"]),
         "ticks": {"count": len(ticks), "max_gap": max(gaps, default=0.0)},
+        "threads": threads,
+        "extra": record["extra"],
     }
     Path(spec["result"]).write_text(json.dumps(result))
     return 0
