@@ -76,6 +76,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_FRESH_PICKS = 4  # pool.get() calls a retry makes to find a proxy it has not tried yet
+
 # Errors that say "no answer through this proxy" (ConnectionError covers ProxyError, ConnectTimeout
 # and SSLError). Retried elsewhere, and counted against the proxy, except: a rejected target
 # certificate (re-raised), and a read timeout (maybe the target is slow: see send()).
@@ -400,14 +402,21 @@ class ProxyPoolAdapter(HTTPAdapter):
         self, request: PreparedRequest, domain: str | None, tried: list[Proxy], *, sticky: bool
     ) -> Proxy:
         """A proxy from the pool; ``sticky=False`` leaves the session key out (the session keeps
-        its proxy, this request gets the next in rotation)."""
+        its proxy, this request gets the next in rotation). A retry asks the pool again, a few
+        times at most, for a proxy this request has not tried yet: a failed proxy's cool-down
+        has full jitter and may already be over. If the pool has no other, the last one it gave
+        is used."""
         try:
-            return self.pool.get(
-                self.geo,
-                session=self.session_key if sticky else None,
-                domain=domain,
-                timeout=self.pool_timeout,
-            )
+            for _ in range(_FRESH_PICKS):
+                proxy = self.pool.get(
+                    self.geo,
+                    session=self.session_key if sticky else None,
+                    domain=domain,
+                    timeout=self.pool_timeout,
+                )
+                if proxy not in tried:
+                    break
+            return proxy
         except (PoolExhausted, ProviderError) as exc:
             names = tuple(str(p) for p in tried)
             after = f" after {', '.join(names)} failed" if names else ""
