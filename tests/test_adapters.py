@@ -13,6 +13,7 @@ import gc
 import io
 import itertools
 import logging
+import random
 import socket
 import threading
 import time
@@ -1057,3 +1058,37 @@ def test_a_pool_that_is_not_a_pool_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
         ProxyPoolAdapter(object())  # type: ignore[arg-type]
     assert caught.value.field == "pool"
+
+
+class ScriptedRandom(random.Random):
+    """The pool's injected randomness, answering a fixed script (then 0.5)."""
+
+    def __init__(self, values: Iterable[float]) -> None:
+        super().__init__(0)
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0) if self.values else 0.5
+
+
+def test_a_retry_goes_to_a_proxy_the_request_has_not_tried(
+    make_relay_fleet: MakeFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    fleet = make_relay_fleet(2)
+    fleet.kill("relay-0")
+    dead, good = fleet.proxies()
+    # Random rotation over [dead, good]; the draws: 0.0 picks dead, 0.5 is the (instant)
+    # cool-down's jitter, 0.0 offers dead again (its cool-down is already over), 0.99 picks good.
+    pool = make_pool(
+        [dead, good],
+        strategy="random",
+        rng=ScriptedRandom([0.0, 0.5, 0.0, 0.99]),
+        cooldown=Backoff(base=1e-6, cap=1e-6, jitter=0.0),
+    )
+    session = sessions(pool, max_proxy_retries=1)
+
+    response = session.get(target_site.url_for("/page/1"), timeout=10)
+
+    assert response.status_code == 200  # the one retry was not spent on the dead proxy again
+    assert target_site.hits_by_relay() == {"relay-1": 1}
+    assert pool.stats()["failures"] == 1
