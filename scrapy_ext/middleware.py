@@ -431,13 +431,15 @@ class ProxyPoolMiddleware:
             logger.warning("proxypool: pre-filling %s failed (%s); requests will wait", geo, exc)
         return canonical, self.pool.stats()["live"].get(str(canonical), 0)
 
-    def spider_closed(self, spider: Spider | None = None) -> defer.Deferred[None]:
-        """Close the pool, cut the provider calls in flight, stop the worker threads; the
-        Deferred fires once they have ended (at most ``_WORKERS_GRACE`` s: a ``PROXYPOOL_SOURCE``
-        of the user's cannot be cut, and ends within its own timeout)."""
+    async def spider_closed(self, spider: Spider | None = None) -> None:
+        """Close the pool, cut the provider calls in flight, stop the worker threads; returns
+        once they have ended (at most ``_WORKERS_GRACE`` s: a ``PROXYPOOL_SOURCE`` of the user's
+        cannot be cut, and ends within its own timeout). A coroutine: Scrapy >= 2.14 deprecates
+        signal handlers that return a Deferred."""
         self._sync_stats()
         self._shut_down()
-        return self._workers_done(_WORKERS_GRACE)
+        if self._jobs:
+            await maybe_deferred_to_future(self._workers_done(_WORKERS_GRACE))
 
     def _shut_down(self) -> None:
         """Serve nothing more and let every worker thread end now. Idempotent; reactor thread."""
@@ -679,9 +681,8 @@ class ProxyPoolMiddleware:
         if proxy is None or pool is None:
             return response
         status = response.status
-        domain = urlparse_cached(request).hostname
         if status == 407:  # the proxy itself refused to carry the request: a proxy failure
-            pool.report_failure(proxy, domain=domain)
+            pool.report_failure(proxy, domain=urlparse_cached(request).hostname)
             self.stats.inc_value("proxypool/proxy_errors")
             self.stats.inc_value("proxypool/proxy_errors/407")
             retry = self._retry(request, proxy, f"HTTP 407 from {proxy}")
@@ -693,6 +694,7 @@ class ProxyPoolMiddleware:
         else:
             pool.report_success(proxy)
             return response
+        domain = urlparse_cached(request).hostname
         pool.report_failure(proxy, domain=domain, banned=True)
         self.stats.inc_value("proxypool/bans")
         self.stats.inc_value(f"proxypool/bans/{kind}")

@@ -398,7 +398,7 @@ def test_account_refused_mid_crawl_stops_serving() -> None:
 
 def test_closed_spider_serves_nothing() -> None:
     middleware = make()
-    middleware.spider_closed(Spider("s"))
+    complete(middleware.spider_closed(Spider("s")))
     with pytest.raises(IgnoreRequest):
         complete(middleware.process_request(Request(SITE)))
     assert stats(middleware)["proxypool/live"] == 4  # synced before the pool closed
