@@ -15,7 +15,7 @@ since scrapy-rotating-proxies puts all proxies of one host into one download slo
   a     no proxy
   b     one static proxy through Scrapy's HttpProxyMiddleware (the baseline of the ratios)
   c     proxypool over 10 proxies (from the provider simulator)
-  d     proxypool, 10 live proxies among 10,000 pooled entries (1,000 accounts per relay)
+  d     proxypool, 10 live proxies among 10,000 pooled entries (1,000 accounts per proxy)
   e10   scrapy-rotating-proxies over the same 10 proxies
   e10k  scrapy-rotating-proxies over the same 10,000 entries
   f_pp  proxypool, 10 live + 10,000 dead entries (nothing listens behind the dead ones)
@@ -25,8 +25,11 @@ since scrapy-rotating-proxies puts all proxies of one host into one download slo
 
 Targets: c and d >= 0.97 x b; f_pp: zero pages lost and >= 0.8 x b.
 
-The proxies are real proxy.py relays (``proxypool.sim.relays``), the site a local
-``proxypool.sim.target.TargetSite``. Each crawl runs in its own process (Scrapy's reactor starts
+The proxies are real proxy.py relays (``proxypool.sim.relays``): ten loopback addresses
+(127.0.0.1 ... 127.0.0.10, one port) served by one proxy.py process, b's proxy being one of them,
+so the relay side costs every configuration the same (``--relay-processes 10``: a process per
+proxy, which on two cores makes every ten-proxy crawl slower, with or without a library). The site
+is a local ``proxypool.sim.target.TargetSite``. The crawl process gets a CPU core of its own. Each crawl runs in its own process (Scrapy's reactor starts
 once per process); pages/s = pages fetched with HTTP 200 / the crawl's ``elapsed_time_seconds``
 (spider open, including the pool's start-up, to spider close). Scrapy's own retries stay on (the
 default), so "lost" means lost after every retry either library makes.
@@ -283,6 +286,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="do not give the crawls a CPU core of their own",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the order within each round")
+    parser.add_argument(
+        "--relay-processes",
+        type=int,
+        choices=(1, 2, 5, 10),
+        default=1,
+        help="proxy.py processes serving the ten proxy addresses (default 1: the same process "
+        "serves b's one proxy and the others' ten, so every configuration loads the relay side "
+        "alike; 10: one process per proxy)",
+    )
     args = parser.parse_args(argv)
     crawl_cpu = pin_cpus() if args.pin else None
     print(
@@ -299,12 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
     with (
         tempfile.TemporaryDirectory(prefix="bench-scrapy-") as tmp,
-        RelayFleet(RELAYS) as fleet,
+        RelayFleet(args.relay_processes, aliases=RELAYS // args.relay_processes - 1) as fleet,
         TargetSite(args.pages) as site,
     ):
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        relays = [{"host": r.host, "port": r.port} for r in fleet]
+        # The ten proxies: ten loopback addresses, spread over --relay-processes processes.
+        relays = [{"host": host, "port": r.port} for r in fleet for host in (r.host, *r.aliases)]
+        assert len(relays) == RELAYS
         accounts = [
             {**relay, "username": f"user{i}", "password": "pass"}
             for i in range(ENTRIES // RELAYS)
@@ -317,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dead": write_lists(workdir, "dead", relays + dead),
         }
         with ProviderSimulator(
-            address_source=lambda cc, st, city, num, life: [r.address for r in fleet][:num]
+            address_source=lambda cc, st, city, num, life: [
+                f"{r['host']}:{r['port']}" for r in relays
+            ][:num]
         ) as sim:
             specs: dict[str, tuple[dict[str, Any], Mapping[str, str]]] = {
                 "a": ({"settings": {}}, {}),

@@ -70,6 +70,34 @@ def test_each_relay_tags_the_requests_it_forwards(
     assert target_site.hits_by_relay() == dict.fromkeys(relay_fleet.names, 1)
 
 
+def test_aliases_are_further_addresses_of_the_same_relay(
+    make_relay_fleet: MakeFleet, target_site: TargetSite
+) -> None:
+    fleet = make_relay_fleet(2, aliases=2)
+    for relay in fleet:
+        assert relay.addresses == tuple(
+            f"{host}:{relay.port}" for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+        )
+        for address in relay.addresses:
+            response = requests.get(
+                target_site.url_for(f"/echo?via={address}"),
+                proxies={"http": f"http://{address}"},
+                timeout=10,
+            )
+            assert response.status_code == 200
+    hits = target_site.hits()
+    # Every address of a relay is served by that relay's one process.
+    assert [hit.relay for hit in hits] == [name for name in fleet.names for _ in range(3)]
+    assert not any(hit.direct for hit in hits)
+    processes = [relay._process for relay in fleet]
+    # proxy.py runs as a parent and one acceptor child: two processes per relay, aliases or not.
+    assert sum(len(_process_tree(p.pid)) for p in processes if p is not None) == 4
+    # A fleet without aliases listens on its own address only.
+    (plain,) = make_relay_fleet(1).relays
+    assert plain.addresses == (plain.address,)
+    assert _refuses("127.0.0.2", plain.port)
+
+
 def test_relays_have_stable_distinct_identities(relay_fleet: RelayFleet) -> None:
     assert relay_fleet.names == ("relay-0", "relay-1", "relay-2", "relay-3")
     addresses = {relay.address for relay in relay_fleet}
@@ -272,6 +300,9 @@ def test_a_fleet_starts_in_parallel_and_reports_its_startup_time(
         ({"prefix": "relay 0 "}, "prefix"),
         ({"latency": -1.0}, "latency"),
         ({"latency": {"relay-7": 1.0}}, "latency"),
+        ({"aliases": -1}, "aliases"),
+        ({"aliases": 65}, "aliases"),
+        ({"aliases": 2, "host": "127.0.0.3"}, "host"),
     ],
 )
 def test_bad_fleet_arguments_raise_config_error(kwargs: dict[str, object], field: str) -> None:

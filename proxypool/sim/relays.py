@@ -8,6 +8,10 @@ A :class:`RelayFleet` starts N relays on ``127.0.0.1``, each a proxy.py subproce
 - connects upstream from a loopback source address derived from the relay's port
   (:func:`source_ip_for_port`), so a target tells relayed from direct traffic, https included.
 
+With ``aliases=N`` each relay process also accepts on the loopback addresses ``127.0.0.2`` ...
+``127.0.0.(N+1)``, same port: N+1 proxies as a client sees them (distinct addresses, so distinct
+pool entries and connection pools) served by one process, as a provider's gateway serves many IPs.
+
 Knobs: :meth:`RelayFleet.kill` (the process is gone, connections are refused),
 :meth:`RelayFleet.revive` (same port again), :meth:`RelayFleet.set_latency` (a slow relay),
 optional basic auth (``auth=("user", "password")``) so tests can prove that proxy passwords never
@@ -130,9 +134,12 @@ class Relay:
         *,
         auth: tuple[str, str] | None,
         latency: float,
+        aliases: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.host = host
+        #: Further hosts (loopback addresses) this relay's process accepts on, same port.
+        self.aliases = aliases
         self.port = 0
         self.latency = latency
         self._auth = auth
@@ -157,6 +164,11 @@ class Relay:
     def url(self) -> str:
         """``http://[user:password@]host:port``. Contains the password: never log it."""
         return self.proxy.url
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """``host:port`` of every address the relay accepts on: its own, then its aliases."""
+        return tuple(f"{host}:{self.port}" for host in (self.host, *self.aliases))
 
     @property
     def source_ip(self) -> str:
@@ -199,7 +211,9 @@ class RelayFleet:
     ``count`` relays are named ``f"{prefix}{i}"``; ``latency`` is seconds added before each
     forwarded request, for all relays (a float) or per name (a mapping); ``auth`` is
     ``(username, password)`` for proxy basic auth on every relay (alphanumeric, like the
-    provider's). Use as a context manager, or call :meth:`start` and :meth:`close`.
+    provider's); ``aliases``: how many further loopback addresses (``127.0.0.2`` on) each relay
+    also accepts on, with the same port (see the module docstring). Use as a context manager, or
+    call :meth:`start` and :meth:`close`.
 
     Not meant for concurrent control from several threads, but its methods hold a lock, so a
     stray concurrent :meth:`kill` cannot corrupt it. Clients in any number of threads may of
@@ -215,9 +229,18 @@ class RelayFleet:
         auth: tuple[str, str] | None = None,
         latency: float | Mapping[str, float] = 0.0,
         startup_timeout: float = 15.0,
+        aliases: int = 0,
     ) -> None:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 64:
             raise ConfigError(f"count must be an int in 1..64, got {count!r}", field="count")
+        if not isinstance(aliases, int) or isinstance(aliases, bool) or not 0 <= aliases <= 64:
+            raise ConfigError(f"aliases must be an int in 0..64, got {aliases!r}", field="aliases")
+        alias_hosts = tuple(f"127.0.0.{i}" for i in range(2, aliases + 2))
+        if host in alias_hosts:
+            raise ConfigError(
+                f"host {host!r} is one of the alias addresses 127.0.0.2..127.0.0.{aliases + 1}",
+                field="host",
+            )
         if auth is not None and not (
             len(auth) == 2 and all(_CREDENTIAL_RE.match(part) for part in auth)
         ):
@@ -249,7 +272,9 @@ class RelayFleet:
         self.startup_seconds: float | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="proxypool-relays-"))
         self._relays = {
-            name: Relay(name, host, self._workdir, auth=auth, latency=latencies[name])
+            name: Relay(
+                name, host, self._workdir, auth=auth, latency=latencies[name], aliases=alias_hosts
+            )
             for name in names
         }
         self._lock = threading.RLock()
@@ -397,6 +422,9 @@ class RelayFleet:
     def _spawn(self, relay: Relay) -> None:
         port_file = self._port_file(relay)
         port_file.unlink(missing_ok=True)
+        if relay.aliases and not relay.port:
+            # proxy.py would give each address its own free port: pick one free on all of them.
+            relay.port = _free_port((relay.host, *relay.aliases))
         command = [
             sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), _PLUGIN_FILE,
             "--hostname", relay.host,
@@ -411,6 +439,8 @@ class RelayFleet:
             "--proxypool-relay-tunnel-log", str(relay.tunnel_log),
             "--proxypool-relay-latency", repr(relay.latency),
         ]  # fmt: skip
+        if relay.aliases:
+            command += ["--hostnames", *relay.aliases]
         if relay._auth is not None:
             command += ["--basic-auth", ":".join(relay._auth)]
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -489,6 +519,22 @@ class RelayFleet:
 
     def __repr__(self) -> str:
         return f"RelayFleet({', '.join(f'{r.name}={r.address}' for r in self.relays)})"
+
+
+def _free_port(hosts: Sequence[str], attempts: int = 20) -> int:
+    """A TCP port nothing listens on at any of ``hosts`` (checked by binding each)."""
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port: int = probe.getsockname()[1]
+        try:
+            for host in hosts:
+                with socket.socket() as sock:
+                    sock.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RelayStartError(f"found no port free on all of {', '.join(hosts)}")
 
 
 def _group_running(pgid: int) -> bool:
