@@ -29,15 +29,17 @@ The proxies are real proxy.py relays (``proxypool.sim.relays``): ten loopback ad
 (127.0.0.1 ... 127.0.0.10, one port) served by one proxy.py process, b's proxy being one of them,
 so the relay side costs every configuration the same (``--relay-processes 10``: a process per
 proxy, which on two cores makes every ten-proxy crawl slower, with or without a library). The site
-is a local ``proxypool.sim.target.TargetSite``. The crawl process gets a CPU core of its own. Each crawl runs in its own process (Scrapy's reactor starts
-once per process); pages/s = pages fetched with HTTP 200 / the crawl's ``elapsed_time_seconds``
-(spider open, including the pool's start-up, to spider close). Scrapy's own retries stay on (the
-default), so "lost" means lost after every retry either library makes.
+is a local ``proxypool.sim.target.TargetSite``. Each crawl runs in its own process (Scrapy's
+reactor starts once per process), on a CPU core of its own; pages/s = pages fetched with HTTP 200
+/ the crawl's ``elapsed_time_seconds`` (spider open, including the pool's start-up, to spider
+close). Scrapy's own retries stay on (the default), so "lost" means lost after every retry either
+library makes.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -166,11 +168,24 @@ def child(spec_path: str) -> int:
         def failed(self, failure: Any) -> None:
             counts["failed"] += 1
 
+    # Time spent in the garbage collector, and its collections per generation: how much of a
+    # run's CPU went to GC (one source of the run-to-run spread).
+    gc_time = {"seconds": 0.0, "began": 0.0, "collections": [0, 0, 0]}
+
+    def gc_watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time["began"] = time.thread_time()
+        else:
+            gc_time["seconds"] += time.thread_time() - gc_time["began"]
+            gc_time["collections"][info["generation"]] += 1
+
     process = CrawlerProcess(spec["settings"])
     crawler = process.create_crawler(BenchSpider)
     process.crawl(crawler)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    gc.callbacks.append(gc_watch)
     process.start()
+    gc.callbacks.remove(gc_watch)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     stats = crawler.stats.get_stats()
     result = {
@@ -181,6 +196,8 @@ def child(spec_path: str) -> int:
         "cpu": (cpu_after.ru_utime - cpu_before.ru_utime)
         + (cpu_after.ru_stime - cpu_before.ru_stime),
         "finish_reason": stats.get("finish_reason"),
+        "gc_seconds": gc_time["seconds"],
+        "gc_collections": gc_time["collections"],
         "proxypool": {k: v for k, v in stats.items() if k.startswith("proxypool/")},
         "rotating": {k: v for k, v in stats.items() if k.startswith("proxies/")},
     }
