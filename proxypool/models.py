@@ -195,6 +195,8 @@ class Proxy:
     username: str | None = field(default=None, kw_only=True, repr=False)
     password: str | None = field(default=None, kw_only=True, repr=False)
     geo: Geo | None = field(default=None, kw_only=True, compare=False)
+    # ``url``, built on first use: a proxy's URL is asked for on every request it carries.
+    _url: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def address(self) -> str:
@@ -206,13 +208,17 @@ class Proxy:
     def url(self) -> str:
         """``scheme://[user:password@]host:port``, credentials percent-encoded. Contains secrets:
         never log it."""
-        auth = ""
-        if self.username is not None:
-            auth = quote(self.username, safe="")
-            if self.password is not None:
-                auth += ":" + quote(self.password, safe="")
-            auth += "@"
-        return f"{self.scheme}://{auth}{self.address}"
+        url = self._url
+        if url is None:
+            auth = ""
+            if self.username is not None:
+                auth = quote(self.username, safe="")
+                if self.password is not None:
+                    auth += ":" + quote(self.password, safe="")
+                auth += "@"
+            url = f"{self.scheme}://{auth}{self.address}"
+            object.__setattr__(self, "_url", url)  # frozen: set once, same value every time
+        return url
 
     def __str__(self) -> str:
         return self.address

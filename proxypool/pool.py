@@ -1093,6 +1093,13 @@ class ProxyPool:
             return sum(s.usable for s in self._subs.values())
 
     @property
+    def has_bans(self) -> bool:
+        """True once a proxy has been banned for some domain (``report_failure(banned=True)``).
+        Until then the ``domain`` of ``get``/``try_get`` changes nothing, so an event-loop caller
+        may skip working it out. Lock-free (a stale False only races a ban being recorded)."""
+        return self._bans > 0
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

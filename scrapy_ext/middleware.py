@@ -206,7 +206,9 @@ class ProxyPoolMiddleware:
         self._bad_geos: dict[Geo, str] = {}
         self._refilling: set[Geo] = set()
         # needs_refill() takes the pool lock: asked at most once per _REFILL_CHECK s per geo.
-        self._refill_checked: dict[Geo, float] = {}
+        # Keyed by id(): the Geo objects asked for are the few cached ones (_spider_geo,
+        # _geo_cache), and a Geo's hash is computed in Python on every lookup.
+        self._refill_checked: dict[int, float] = {}
         self._clock: Callable[[], float] = time.monotonic
         self._inc = self.stats.inc_value  # bound once: Scrapy wraps every attribute access
         # Requests that arrive while spider_opened is still preparing wait here (a list only then).
@@ -555,7 +557,7 @@ class ProxyPoolMiddleware:
         if self._failure is not None or pool is None:
             reason = self._failure[1] if self._failure else "the pool is closed"
             raise IgnoreRequest(f"proxypool cannot serve requests: {reason}")
-        geo = self._geo_for(request)
+        geo = self._spider_geo if meta.get("proxypool_geo") is None else self._geo_for(request)
         session = meta.get("proxypool_session")
         if session is not None:
             try:
@@ -565,7 +567,9 @@ class ProxyPoolMiddleware:
                     "meta['proxypool_session'] must be hashable (a string or a number), "
                     f"not {type(session).__name__}"
                 ) from None
-        domain = urlparse_cached(request).hostname
+        # The target's host matters only once some proxy is banned for a domain (the hot path
+        # of a crawl without bans skips parsing it).
+        domain = urlparse_cached(request).hostname if pool.has_bans else None
         try:
             proxy = pool.try_get(geo, session=session, domain=domain)
         except AccountError as exc:
@@ -574,12 +578,14 @@ class ProxyPoolMiddleware:
         except ProxyPoolError as exc:  # closed pool, malformed domain
             raise IgnoreRequest(f"proxypool: {exc}") from None
         if proxy is None:
+            if domain is None:
+                domain = urlparse_cached(request).hostname
             proxy = await self._wait_for_proxy(geo, session, domain)
-        elif geo not in self._refilling:
+        else:
             now = self._clock()
-            if now >= self._refill_checked.get(geo, 0.0):
-                self._refill_checked[geo] = now + _REFILL_CHECK
-                if pool.needs_refill(geo):
+            if now >= self._refill_checked.get(id(geo), 0.0):
+                self._refill_checked[id(geo)] = now + _REFILL_CHECK
+                if geo not in self._refilling and pool.needs_refill(geo):
                     self._refill_in_background(geo)
         attempt = meta.get("retry_times", 0)
         if meta.get(_ATTEMPT_KEY, 0) != attempt:  # back through Scrapy's RetryMiddleware

@@ -165,6 +165,19 @@ def test_proxy_url_carries_percent_encoded_credentials() -> None:
     assert Proxy("1.2.3.4", 1, scheme="socks5").url == "socks5://1.2.3.4:1"
 
 
+def test_proxy_url_is_built_once_and_never_outlives_a_change() -> None:
+    proxy = Proxy("1.2.3.4", 8080, username="user01", password="old")
+    first = proxy.url
+    assert proxy.url is first  # cached: asked for on every request the proxy carries
+    assert proxy == Proxy("1.2.3.4", 8080, username="user01", password="old")  # cache ignored
+    assert hash(proxy) == hash(Proxy("1.2.3.4", 8080, username="user01", password="old"))
+    changed = dataclasses.replace(proxy, password="new")
+    assert changed.url == "http://user01:new@1.2.3.4:8080"
+    assert "old" not in repr(proxy) and "user01" not in repr(proxy)
+    again = pickle.loads(pickle.dumps(proxy))
+    assert again == proxy and again.url == first
+
+
 def test_proxy_ipv6_is_bracketed() -> None:
     proxy = Proxy("2001:db8::1", 3128)
     assert proxy.address == "[2001:db8::1]:3128"

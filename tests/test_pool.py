@@ -372,6 +372,17 @@ def test_a_ban_holds_for_its_domain_only(make_pool: MakePool) -> None:
     assert stats["live"] == {"*": 4}
 
 
+def test_has_bans_turns_true_with_the_first_ban_only(make_pool: MakePool) -> None:
+    pool = make_pool(batch=4, min_size=0)
+    proxy = pool.get(timeout=0)
+    assert not pool.has_bans
+    pool.report_failure(proxy, domain="shop.example")  # a failure, not a ban
+    pool.report_success(proxy)
+    assert not pool.has_bans
+    pool.report_failure(pool.get(timeout=0), domain="shop.example", banned=True)
+    assert pool.has_bans
+
+
 def test_a_ban_needs_a_domain(make_pool: MakePool) -> None:
     pool = make_pool(batch=2)
     proxy = pool.get(timeout=0)
