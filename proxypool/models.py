@@ -207,7 +207,9 @@ class Proxy:
     @property
     def url(self) -> str:
         """``scheme://[user:password@]host:port``, credentials percent-encoded. Contains secrets:
-        never log it."""
+        never log it. Built on first use and kept in the private field ``_url``, which
+        ``dataclasses.asdict``/``astuple`` and pickles carry along with ``password`` (never
+        ``repr``, ``str``, ``==`` or ``hash``); ``dataclasses.replace`` builds it anew."""
         url = self._url
         if url is None:
             auth = ""

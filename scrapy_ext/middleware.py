@@ -206,9 +206,9 @@ class ProxyPoolMiddleware:
         self._bad_geos: dict[Geo, str] = {}
         self._refilling: set[Geo] = set()
         # needs_refill() takes the pool lock: asked at most once per _REFILL_CHECK s per geo.
-        # Keyed by id(): the Geo objects asked for are the few cached ones (_spider_geo,
-        # _geo_cache), and a Geo's hash is computed in Python on every lookup.
-        self._refill_checked: dict[int, float] = {}
+        # The spider's geography is keyed None (a Geo's hash is computed in Python on every
+        # lookup, and most requests use that one), the others by their Geo.
+        self._refill_checked: dict[Geo | None, float] = {}
         self._clock: Callable[[], float] = time.monotonic
         self._inc = self.stats.inc_value  # bound once: Scrapy wraps every attribute access
         # Requests that arrive while spider_opened is still preparing wait here (a list only then).
@@ -583,8 +583,9 @@ class ProxyPoolMiddleware:
             proxy = await self._wait_for_proxy(geo, session, domain)
         else:
             now = self._clock()
-            if now >= self._refill_checked.get(id(geo), 0.0):
-                self._refill_checked[id(geo)] = now + _REFILL_CHECK
+            key = None if geo is self._spider_geo else geo
+            if now >= self._refill_checked.get(key, 0.0):
+                self._refill_checked[key] = now + _REFILL_CHECK
                 if geo not in self._refilling and pool.needs_refill(geo):
                     self._refill_in_background(geo)
         attempt = meta.get("retry_times", 0)
@@ -649,6 +650,8 @@ class ProxyPoolMiddleware:
                     self._bad_geos[geo] = message
             self.stats.inc_value("proxypool/bad_geo")
             raise IgnoreRequest(f"proxypool: {message}") from None
+        except ConfigError as exc:  # a host name the pool refuses (over 253 characters)
+            raise IgnoreRequest(f"proxypool: {exc}") from None
         except ProxyPoolError as exc:
             self.stats.inc_value("proxypool/exhausted")
             if not self._closing:
@@ -688,7 +691,7 @@ class ProxyPoolMiddleware:
             return response
         status = response.status
         if status == 407:  # the proxy itself refused to carry the request: a proxy failure
-            pool.report_failure(proxy, domain=urlparse_cached(request).hostname)
+            self._report(proxy, request)
             self.stats.inc_value("proxypool/proxy_errors")
             self.stats.inc_value("proxypool/proxy_errors/407")
             retry = self._retry(request, proxy, f"HTTP 407 from {proxy}")
@@ -701,7 +704,7 @@ class ProxyPoolMiddleware:
             pool.report_success(proxy)
             return response
         domain = urlparse_cached(request).hostname
-        pool.report_failure(proxy, domain=domain, banned=True)
+        self._report(proxy, request, banned=True)
         self.stats.inc_value("proxypool/bans")
         self.stats.inc_value(f"proxypool/bans/{kind}")
         logger.debug("proxypool: %s banned by %s (%s)", proxy, domain, kind)
@@ -723,11 +726,22 @@ class ProxyPoolMiddleware:
             name = "invalid_hostname"
         else:
             return None
-        pool.report_failure(proxy, domain=urlparse_cached(request).hostname)
+        self._report(proxy, request)
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
         logger.debug("proxypool: %s failed for %s: %s", proxy, request, name)
         return self._retry(request, proxy, f"{name} via {proxy}")
+
+    def _report(self, proxy: Proxy, request: Request, *, banned: bool = False) -> None:
+        """Report a failure (or a ban) of ``proxy`` for the request's host. A host the pool
+        refuses (over 253 characters: only reachable while no ban made the host matter in
+        process_request) is reported without it, a ban then as a plain failure."""
+        assert self.pool is not None
+        domain = urlparse_cached(request).hostname
+        try:
+            self.pool.report_failure(proxy, domain=domain, banned=banned)
+        except ConfigError:
+            self.pool.report_failure(proxy)
 
     def _retry(self, request: Request, proxy: Proxy, reason: str) -> Request | None:
         """The same request (callback, errback, meta, priority) for another proxy, or None once

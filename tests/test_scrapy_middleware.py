@@ -252,6 +252,17 @@ def test_ban_status_retries_on_another_proxy_with_same_callback_and_meta() -> No
     assert counted["proxypool/retries"] == 1
 
 
+def test_a_host_too_long_for_the_pool_is_still_reported_and_retried() -> None:
+    middleware = make()
+    assert middleware.pool is not None
+    # 258 characters: more than a host name may have, so the pool refuses it as a ban's domain.
+    request = send(middleware, Request("http://" + "a" * 250 + ".example/"))
+    retry = middleware.process_response(request, response(request, 403))
+    assert isinstance(retry, Request)  # retried on another proxy, not an exception
+    assert middleware.pool.stats()["failures"] == 1  # recorded as a plain failure instead
+    assert stats(middleware)["proxypool/bans"] == 1
+
+
 def test_ban_policy_sees_the_body() -> None:
     middleware = make(PROXYPOOL_BAN_POLICY=CaptchaPolicy)
     request = send(middleware, Request(SITE))
