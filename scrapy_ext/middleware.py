@@ -557,7 +557,7 @@ class ProxyPoolMiddleware:
         if self._failure is not None or pool is None:
             reason = self._failure[1] if self._failure else "the pool is closed"
             raise IgnoreRequest(f"proxypool cannot serve requests: {reason}")
-        geo = self._spider_geo if meta.get("proxypool_geo") is None else self._geo_for(request)
+        geo = self._geo_for(request)
         session = meta.get("proxypool_session")
         if session is not None:
             try:
@@ -691,7 +691,7 @@ class ProxyPoolMiddleware:
             return response
         status = response.status
         if status == 407:  # the proxy itself refused to carry the request: a proxy failure
-            self._report(proxy, request)
+            self._report(proxy, urlparse_cached(request).hostname)
             self.stats.inc_value("proxypool/proxy_errors")
             self.stats.inc_value("proxypool/proxy_errors/407")
             retry = self._retry(request, proxy, f"HTTP 407 from {proxy}")
@@ -704,7 +704,7 @@ class ProxyPoolMiddleware:
             pool.report_success(proxy)
             return response
         domain = urlparse_cached(request).hostname
-        self._report(proxy, request, banned=True)
+        self._report(proxy, domain, banned=True)
         self.stats.inc_value("proxypool/bans")
         self.stats.inc_value(f"proxypool/bans/{kind}")
         logger.debug("proxypool: %s banned by %s (%s)", proxy, domain, kind)
@@ -726,18 +726,17 @@ class ProxyPoolMiddleware:
             name = "invalid_hostname"
         else:
             return None
-        self._report(proxy, request)
+        self._report(proxy, urlparse_cached(request).hostname)
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
         logger.debug("proxypool: %s failed for %s: %s", proxy, request, name)
         return self._retry(request, proxy, f"{name} via {proxy}")
 
-    def _report(self, proxy: Proxy, request: Request, *, banned: bool = False) -> None:
-        """Report a failure (or a ban) of ``proxy`` for the request's host. A host the pool
-        refuses (over 253 characters: only reachable while no ban made the host matter in
+    def _report(self, proxy: Proxy, domain: str | None, *, banned: bool = False) -> None:
+        """Report a failure (or a ban) of ``proxy`` for the target host ``domain``. A host the
+        pool refuses (over 253 characters: only reachable while no ban made the host matter in
         process_request) is reported without it, a ban then as a plain failure."""
         assert self.pool is not None
-        domain = urlparse_cached(request).hostname
         try:
             self.pool.report_failure(proxy, domain=domain, banned=banned)
         except ConfigError:
