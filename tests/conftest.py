@@ -3,6 +3,7 @@
 Sections (add new fixtures to the matching section, or a new one, and list it here):
 
 - environment: ``_no_proxy_env`` (autouse) clears ``*_proxy`` / ``*_PROXY`` variables.
+- hypothesis: the ``proxypool`` profile (loaded here): no per-example deadline.
 - sim relays: ``relay_fleet`` (4 relays shared by a module, restored after each test),
   ``make_relay_fleet`` (factory: a test's own fleet, for killing relays, auth, latency).
 - sim target: ``target_site`` (http), ``tls_target_site`` (https, self-signed; pin
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from proxypool.sim.relays import RelayFleet
 from proxypool.sim.target import TargetSite
@@ -35,6 +37,18 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.lower().endswith("_proxy"):
             monkeypatch.delenv(name, raising=False)
+
+
+# --------------------------------------------------------------------------------------------
+# hypothesis
+# --------------------------------------------------------------------------------------------
+
+# Hypothesis fails an example that takes over 200 ms by default (``deadline``): a wall-clock
+# limit that a loaded CI machine trips at random. Examples are still bounded by pytest-timeout.
+# Only the deadline changes; derandomize, database, max_examples... stay hypothesis' defaults,
+# and a test's own ``@settings`` still overrides what it sets.
+settings.register_profile("proxypool", deadline=None)
+settings.load_profile("proxypool")
 
 
 # --------------------------------------------------------------------------------------------
