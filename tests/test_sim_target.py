@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 import requests
 
 from proxypool.errors import ConfigError
-from proxypool.sim.relays import RelayFleet
+from proxypool.sim.relays import RelayFleet, source_ip_for_port
 from proxypool.sim.target import CAPTCHA_MARKER, TargetSite
 
 _LINK_RE = re.compile(r'href="(/page/\d+)"')
@@ -182,6 +185,81 @@ def test_hits_are_stamped_with_the_injected_clock(
     assert [hit.at for hit in site.hits()] == [100.0, 101.0, 102.0]
     site.clear()
     assert site.hits() == []
+
+
+def test_a_hit_is_stamped_together_with_its_ban_lookup(
+    make_target_site: Callable[..., TargetSite],
+) -> None:
+    # Tests compare hit.at with the moment a ban was set: a hit stamped after ban() returned
+    # must have been answered with the ban. Here a ban arrives while the first hit is stamped:
+    # it must wait, so that hit is unbanned and stamped before the ban's time.
+    ticks: Iterator[float] = itertools.count(100.0)
+    ban_times: list[float] = []
+    banners: list[threading.Thread] = []
+
+    def ban_now() -> None:
+        site.ban(None)
+        ban_times.append(next(ticks))
+
+    def clock() -> float:
+        if not banners:
+            banners.append(threading.Thread(target=ban_now))
+            banners[0].start()
+            # Ample time for the ban to land, unless the site holds it off (as it must).
+            banners[0].join(1.0)
+        return next(ticks)
+
+    site = make_target_site(clock=clock)
+    first = requests.get(site.url_for("/"), timeout=10).status_code
+    banners[0].join(10)
+    second = requests.get(site.url_for("/"), timeout=10).status_code
+
+    (banned_at,) = ban_times
+    assert (first, second) == (200, 403)
+    assert [(hit.at > banned_at, hit.banned) for hit in site.hits()] == [
+        (False, False),
+        (True, True),
+    ]
+
+
+@dataclass(frozen=True)
+class FakeRelay:
+    """A relay as the site knows it: a name and a port (its connections come from the source
+    address the port maps to, see ``source_ip_for_port``)."""
+
+    name: str
+    port: int
+
+    def connect(self, site: TargetSite) -> socket.socket:
+        return socket.create_connection(
+            (site.host, site.port), timeout=10, source_address=(source_ip_for_port(self.port), 0)
+        )
+
+
+def test_waiting_until_the_site_is_done_with_a_relay_s_connections(
+    target_site: TargetSite,
+) -> None:
+    relay, other = FakeRelay("relay-x", 40001), FakeRelay("relay-y", 40002)
+    target_site.know_relays([relay, other])
+    request = f"GET /page/1 HTTP/1.1\r\nHost: {target_site.host}\r\n\r\n".encode()
+
+    with relay.connect(target_site) as kept_alive:
+        kept_alive.sendall(request)
+        assert kept_alive.recv(64).startswith(b"HTTP/1.1 200")
+        # Open (keep-alive): the wait gives up, as it does for a relay that still serves.
+        assert target_site.wait_done_with([relay], timeout=0.3) is False
+        assert target_site.wait_done_with([other], timeout=10) is True  # other relays: no matter
+    assert target_site.wait_done_with([relay], timeout=10) is True
+
+    # Requests sent on connections closed at once, before the site may even have accepted them:
+    # once the wait returns, each one has been recorded.
+    for n in range(20):
+        with relay.connect(target_site) as hasty:
+            hasty.sendall(request)
+        assert target_site.wait_done_with([relay], timeout=10) is True
+        assert target_site.count() == n + 2
+    assert target_site.hits_by_relay() == {"relay-x": 21}
+    assert target_site.direct_hits() == []  # the wait's probe connections are no requests
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ one relay, or a 200 captcha page (``captcha=True``) for body-based ban policies.
 (:attr:`TargetSite.cert_path` to pin it). Through a relay, https arrives in a CONNECT tunnel, so
 no header names the relay: the site knows it by port once told with :meth:`TargetSite.know_relays`.
 
-Thread-safe: the request log and the ban table are guarded by one lock.
+Thread-safe: the request log and the ban table are guarded by one lock. A hit's time is read
+under that lock together with its ban. :meth:`TargetSite.wait_done_with` waits until the site is
+done with the connections of some relays (killed ones, say): every request they carried recorded.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ class Hit:
     ``relay`` is the relay's name (from its header, or from its port for https once the site
     knows the fleet), ``relay_port`` the port of the relay that carried the request; both ``None``
     when the request came directly, without a proxy. ``at`` is the site's clock (seconds,
-    ``time.monotonic`` by default). ``banned`` says the answer was a ban (status or captcha).
+    ``time.monotonic`` by default) when the site decided the answer: read under the lock that
+    :meth:`TargetSite.ban` takes, together with the ban table, so a hit stamped after ``ban()``
+    returned is banned, and one stamped before ``ban()`` was called is not. ``banned`` says the
+    answer was a ban (status or captcha).
     """
 
     method: str
@@ -288,6 +293,32 @@ class TargetSite:
         with server._connections_lock:
             return server.accepted
 
+    def wait_done_with(self, relays: Iterable[_NamedRelay], timeout: float = 5.0) -> bool:
+        """Wait until the site is done with every connection ``relays`` opened to it so far:
+        each accepted and closed again, so every request they carried has been recorded. For
+        relays just killed (their connections close once the site has answered what they
+        sent): after this, no hit from them can appear. Returns ``False`` if one of their
+        connections is still open after ``timeout`` seconds (a relay that still serves).
+
+        A connection the kernel holds but the site has not accepted yet counts too: a probe
+        connection opened now is accepted after it (the listen queue is first in, first out),
+        so the wait lasts at least until the probe is accepted. The probe sends nothing, so it
+        is no request and no hit."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the TargetSite is not running (start it first)")
+        ports = {relay.port for relay in relays}
+
+        def done(probe: tuple[str, int]) -> bool:
+            peers = server.open_peers.values()
+            return probe in peers and not any(port_for_source_ip(ip) in ports for ip, _ in peers)
+
+        with socket.create_connection((self.host, self.port), timeout=timeout) as probe:
+            name = probe.getsockname()
+            address = (str(name[0]), int(name[1]))
+            with server.peers_changed:
+                return server.peers_changed.wait_for(lambda: done(address), timeout)
+
     def paths_served_ok(self) -> set[str]:
         """Paths answered with a real 2xx page (bans and captchas excluded)."""
         with self._lock:
@@ -305,9 +336,11 @@ class TargetSite:
                 header = self._relay_names.get(port)
         return header, port
 
-    def _ban_for(self, relay: str | None) -> Ban | None:
+    def _ban_and_time(self, relay: str | None) -> tuple[Ban | None, float]:
+        """The ban on ``relay`` and the hit's time stamp, read together under the lock
+        :meth:`ban` takes: no ban can come or go between the two."""
         with self._lock:
-            return self._bans.get(relay)
+            return self._bans.get(relay), self.clock()
 
     def _record(self, hit: Hit) -> None:
         with self._lock:
@@ -367,8 +400,29 @@ class _Server(ThreadingHTTPServer):
         self.context = context
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        # Peer address of every connection from its accept() until it is closed (TLS handshake
+        # included), notified on each change: see TargetSite.wait_done_with.
+        self.open_peers: dict[socket.socket, tuple[str, int]] = {}
+        self.peers_changed = threading.Condition(self._connections_lock)
         self.accepted = 0
         super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Runs in the serving thread, right after accept(): a connection is known from then on.
+        request, client_address = super().get_request()
+        with self.peers_changed:
+            self.open_peers[request] = (str(client_address[0]), int(client_address[1]))
+            self.peers_changed.notify_all()
+        return request, client_address
+
+    def shutdown_request(self, request: Any) -> None:
+        # Every accepted connection ends here, served or not (socketserver guarantees it).
+        try:
+            super().shutdown_request(request)
+        finally:
+            with self.peers_changed:
+                self.open_peers.pop(request, None)
+                self.peers_changed.notify_all()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # Runs in the connection's own thread, so a slow TLS handshake blocks nobody else.
@@ -441,7 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
         body_in = self._read_body()
         path = self.path.split("?", 1)[0]
         relay, relay_port = site._identify(self.client_address[0], self.headers.get(RELAY_HEADER))
-        ban = site._ban_for(relay)
+        ban, at = site._ban_and_time(relay)
         content_type = "text/html"
         if ban is not None:
             status = ban.status
@@ -470,7 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
                 relay=relay,
                 relay_port=relay_port,
                 status=status,
-                at=site.clock(),
+                at=at,
                 tls=site.tls,
                 banned=ban is not None,
                 headers=tuple(self.headers.items()),
