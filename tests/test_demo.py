@@ -29,7 +29,7 @@ import requests
 from _scrapy_crawls import ROOT, crawl_env
 
 from proxypool.api import ProviderClient
-from proxypool.demo import DemoPart, check_records
+from proxypool.demo import SCRAPY_SETTINGS, DemoPart, check_records
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 from proxypool.sim.target import Hit
@@ -361,6 +361,8 @@ def test_demo_summary_counts_match_the_target_records(demo_run: dict[str, Any]) 
     summary, record = demo_run["summary"], demo_run["record"]
     hits = record["hits"]
     agents = {p["name"]: p["user_agent"] for p in record["parts"]}
+    killed = {e["relay"] for e in summary["events"] if e["event"] == "kill"}
+    on_the_wire = SCRAPY_SETTINGS["CONCURRENT_REQUESTS"]  # per spider
     for relay in summary["relays"]:
         name = relay["relay"]
         assert relay["geo"] == record["relay_geos"][name]
@@ -382,7 +384,15 @@ def test_demo_summary_counts_match_the_target_records(demo_run: dict[str, Any]) 
         # The client's own counters agree with what arrived: every request sent through a proxy
         # reached the target unless the proxy failed, and every ban the client saw was served.
         assert row["bans"] == row["target_bans"], row
-        assert row["requests"] - row["proxy_errors"] == row["target_requests"], row
+        # Except when a relay is killed mid-crawl: a request it had already forwarded reached the
+        # target, yet its answer never came back, so the client counted a proxy error too. Only
+        # requests on the wire through the killed relay can be caught so.
+        caught = row["target_requests"] - (row["requests"] - row["proxy_errors"])
+        through_killed = sum(1 for h in mine if h["relay"] in killed)
+        if through_killed:
+            assert 0 <= caught <= min(on_the_wire, through_killed, row["proxy_errors"]), row
+        else:
+            assert caught == 0, row
         assert row["failed"] == 0, row
     ips = summary["ips"]
     assert ips["bought"] == record["ips_handed_out"] == len(record["leases"])
