@@ -7,8 +7,8 @@ default asyncio reactor, logging at DEBUG to a file the test then scans.
 
 The spider (``RecordingSpider``) starts from the spec's requests, optionally follows every link of
 the same site (passing chosen meta keys on to the children), and records each response, each
-failure, the download slots it saw and, with ``ticker``, how regularly a ``LoopingCall`` on the
-reactor ticked (the proof that nothing blocks the loop). With ``status_errback`` non-2xx answers go
+failure, the download slots it saw and, with ``ticker``, when a ``LoopingCall`` on the reactor
+ticked (the proof that nothing blocks the loop). With ``status_errback`` non-2xx answers go
 to the errback (Scrapy's ``HttpError``) instead of the callback. With ``close`` the spider stays
 open until a marker file appears, then closes itself (``CloseSpider`` from a callback, or
 ``engine.close_spider``). After the crawl, the names of the threads still alive in the crawl
@@ -72,12 +72,15 @@ class CrawlResult:
     responses: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     slots: list[str]
-    ticks: dict[str, float]
+    ticks: dict[str, float]  # the ticker's "count" and "max_gap" (seconds)
     log: str
     output: str
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
     threads: list[str] = field(default_factory=list)  # alive in the crawl process after it
+    # When the ticker ticked, wall clock (``time.time()``: comparable with other processes'
+    # ``datetime.now()``, such as the ProviderSimulator's call times), oldest first.
+    tick_times: list[float] = field(default_factory=list)
 
     def error_paths(self) -> set[str]:
         """Paths of the requests that reached the errback."""
@@ -209,6 +212,7 @@ def run_crawl(
         seconds=seconds,
         extra=data.get("extra", {}),
         threads=data.get("threads", []),
+        tick_times=data.get("tick_times", []),
     )
 
 
@@ -407,14 +411,16 @@ def main(spec_path: str) -> int:
     threads = sorted(t.name for t in threading.enumerate() if t.is_alive())
     print("threads alive after the crawl:", threads, flush=True)
 
-    ticks = record["ticks"]
+    ticks = record["ticks"]  # time.monotonic(): gaps unaffected by wall-clock steps
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    to_wall = time.time() - time.monotonic()
     result = {
         "stats": {k: _jsonable(v) for k, v in (crawler.stats.get_stats() or {}).items()},
         "responses": record["responses"],
         "errors": record["errors"],
         "slots": sorted(record["slots"]),
         "ticks": {"count": len(ticks), "max_gap": max(gaps, default=0.0)},
+        "tick_times": [tick + to_wall for tick in ticks],
         "threads": threads,
         "extra": record["extra"],
     }
