@@ -341,6 +341,8 @@ class ProxyPool:
         # Raw geo argument (a Geo, a string) -> its sub-pool, once validated. Only grows.
         self._aliases: dict[Hashable, _SubPool] = {}
         self._default_sub: _SubPool | None = None
+        # The Geo object last found by _lookup() and its sub-pool (see there).
+        self._hot: tuple[object, _SubPool | None] = (object(), None)
         # id(entry.proxy) -> entry, for every entry in the pool: report_*() usually receive the
         # very object get() returned, and an id lookup avoids hashing Proxy and Geo dataclasses.
         self._by_id: dict[int, _Entry] = {}
@@ -380,9 +382,14 @@ class ProxyPool:
         if geo is None:
             return self._default_sub
         try:
-            return self._aliases.get(geo)
+            sub = self._aliases.get(geo)
         except TypeError:  # an unhashable dict
             return self._aliases.get(Geo.coerce(geo))
+        if sub is not None and geo.__class__ is Geo:
+            # Callers pass the same Geo object again and again (a spider's geography): the
+            # next lookup of this one is an identity check (hashing a Geo runs Python code).
+            self._hot = (geo, sub)
+        return sub
 
     def _subpool(self, geo: GeoLike) -> _SubPool:
         """The sub-pool for ``geo``, validating the geography first if it is new (may do I/O)."""
@@ -494,7 +501,11 @@ class ProxyPool:
             domain = _normalize_domain(domain)
         if session is not None and session.__class__ is not str:
             _check_session(session)
-        sub = self._default_sub if geo is None else self._lookup(geo)
+        if geo is None:
+            sub = self._default_sub
+        else:
+            hot = self._hot  # (Geo, its sub-pool): one attribute read, so always a matching pair
+            sub = hot[1] if geo is hot[0] else self._lookup(geo)
         if sub is None:
             try:
                 sub = self._subpool(geo)
@@ -597,7 +608,11 @@ class ProxyPool:
             domain = _normalize_domain(domain)
         if session is not None and session.__class__ is not str:
             _check_session(session)
-        sub = self._default_sub if geo is None else self._lookup(geo)
+        if geo is None:
+            sub = self._default_sub
+        else:
+            hot = self._hot  # (Geo, its sub-pool): one attribute read, so always a matching pair
+            sub = hot[1] if geo is hot[0] else self._lookup(geo)
         try:
             with self._lock:
                 if self._closed or self._fatal is not None:
@@ -843,18 +858,23 @@ class ProxyPool:
         rotation = sub.rotation
         batch: list[_Entry] = []
         added = 0
+        # A batch's proxies usually share one Geo object, equal to ``geo``: compared once.
+        equal_geo = geo
         for proxy in proxies:
-            if proxy.geo is not geo and proxy.geo != geo:
-                proxy = dataclasses.replace(proxy, geo=geo)
-            entry = index.get(proxy)
-            if entry is not None:
+            tag = proxy.geo
+            if tag is not equal_geo:
+                if tag == geo:
+                    equal_geo = tag
+                else:
+                    proxy = dataclasses.replace(proxy, geo=geo)
+            fresh = _Entry(proxy, sub, usable_until)
+            entry = index.setdefault(proxy, fresh)  # one hash of the proxy, not two
+            if entry is not fresh:
                 self._duplicates += 1
                 if usable_until > entry.usable_until:
                     entry.usable_until = usable_until
                     batch.append(entry)
                 continue
-            entry = _Entry(proxy, sub, usable_until)
-            index[proxy] = entry
             by_id[id(proxy)] = entry
             rotation.add(entry)
             batch.append(entry)

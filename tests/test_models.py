@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from datetime import date, datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -163,6 +164,30 @@ def test_proxy_url_carries_percent_encoded_credentials() -> None:
     assert Proxy("1.2.3.4", 1, username="u").url == "http://u@1.2.3.4:1"
     assert Proxy("1.2.3.4", 1).url == "http://1.2.3.4:1"
     assert Proxy("1.2.3.4", 1, scheme="socks5").url == "socks5://1.2.3.4:1"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "plain_User-1.x~",
+        "",
+        "ü",
+        "Ä1",
+        "a b",
+        "a/b",
+        "a:b",
+        "a@b",
+        "%41",
+        "a\nb",
+        "é\u200b",
+        "+=&?#",
+    ],
+)
+def test_proxy_url_encodes_credentials_exactly_as_quote_does(secret: str) -> None:
+    # The URL skips quote() for plain ASCII names: it must agree with quote() on everything.
+    proxy = Proxy("1.2.3.4", 1, username=secret, password=secret)
+    encoded = quote(secret, safe="")
+    assert proxy.url == f"http://{encoded}:{encoded}@1.2.3.4:1"
 
 
 def test_proxy_url_is_built_once_and_never_outlives_a_change() -> None:

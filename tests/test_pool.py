@@ -698,6 +698,33 @@ def test_each_geography_has_its_own_sub_pool(make_pool: MakePool, source: FakeSo
     assert pool.stats()["live"] == {"US/California": 3, "*": 3}
 
 
+def test_geo_objects_used_in_turn_each_get_their_own_sub_pool(make_pool: MakePool) -> None:
+    # The pool remembers the last Geo object it looked up; switching between two (and equal
+    # copies of them, and the default) must never serve one geography's proxy for another.
+    pool = make_pool(batch=2, min_size=0)
+    us, texas = Geo("US"), Geo("US", "Texas")
+    for geo in [us, texas, us, us, Geo("US"), texas, None, Geo("US", "Texas"), us, None, texas]:
+        assert pool.get(geo, timeout=0).geo == (geo or Geo())
+        taken = pool.try_get(geo)
+        assert taken is not None and taken.geo == (geo or Geo())
+    assert pool.stats()["live"] == {"US": 2, "US/Texas": 2, "*": 2}
+
+
+def test_every_pooled_proxy_is_tagged_with_its_sub_pools_geography(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    # One batch, tagged every way a source may tag it: no tag, the same place in equal objects,
+    # another place. Each comes out of the US sub-pool tagged with the pool's own Geo.
+    us, equal, texas = Geo("US"), Geo("US"), Geo("US", "Texas")
+    tags = [None, us, equal, texas, equal, None]
+    source.outcomes.append([Proxy(f"10.9.0.{n}", 8000, geo=tag) for n, tag in enumerate(tags)])
+    pool = make_pool(batch=len(tags), min_size=0)
+    served = collect(pool, len(tags), geo="US")
+    assert {p.host for p in served} == {f"10.9.0.{n}" for n in range(len(tags))}
+    assert all(p.geo == us for p in served)
+    assert pool.stats()["live"] == {"US": len(tags)}
+
+
 def test_geography_is_validated_before_the_first_extraction(
     make_pool: MakePool, clock: FakeClock
 ) -> None:
