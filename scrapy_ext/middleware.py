@@ -210,7 +210,7 @@ class ProxyPoolMiddleware:
         # lookup, and most requests use that one), the others by their Geo.
         self._refill_checked: dict[Geo | None, float] = {}
         self._clock: Callable[[], float] = time.monotonic
-        self._inc = self.stats.inc_value  # bound once: Scrapy wraps every attribute access
+        self._unreported = 0  # requests given a proxy, not yet in the stats (_report_requests)
         # Requests that arrive while spider_opened is still preparing wait here (a list only then).
         self._open_waiters: list[defer.Deferred[None]] | None = None
         self._closing = False
@@ -581,11 +581,15 @@ class ProxyPoolMiddleware:
             if domain is None:
                 domain = urlparse_cached(request).hostname
             proxy = await self._wait_for_proxy(geo, session, domain)
+            self._unreported += 1
+            self._report_requests()
         else:
+            self._unreported += 1
             now = self._clock()
             key = None if geo is self._spider_geo else geo
             if now >= self._refill_checked.get(key, 0.0):
                 self._refill_checked[key] = now + _REFILL_CHECK
+                self._report_requests()
                 if geo not in self._refilling and pool.needs_refill(geo):
                     self._refill_in_background(geo)
         attempt = meta.get("retry_times", 0)
@@ -600,8 +604,18 @@ class ProxyPoolMiddleware:
         meta["proxy"] = proxy.url
         if self.config.slot_per_proxy:
             meta["download_slot"] = _slot_for(proxy)
-        self._inc("proxypool/requests")
         return None
+
+    def _report_requests(self) -> None:
+        """Add the requests given a proxy since the last call to the ``proxypool/requests`` stat.
+
+        Scrapy 2.19's ``inc_value`` costs about 2 us (a third of this middleware's time per
+        request), so ``process_request`` counts in an int and calls this at most every
+        ``_REFILL_CHECK`` s per geography, after every wait, and from ``_sync_stats`` (refills,
+        spider close): the stat is exact at close and at most that far behind during a crawl."""
+        count, self._unreported = self._unreported, 0
+        if count:
+            self.stats.inc_value("proxypool/requests", count)
 
     def _geo_for(self, request: Request) -> Geo:
         value = request.meta.get("proxypool_geo")
@@ -776,6 +790,7 @@ class ProxyPoolMiddleware:
 
     def _sync_stats(self) -> None:
         """Copy the pool's and the source's counters into Scrapy's stats (reactor thread)."""
+        self._report_requests()
         if self.pool is None or self.source is None:
             return
         pool_stats = self.pool.stats()

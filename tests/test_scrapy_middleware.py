@@ -121,6 +121,23 @@ def test_request_gets_a_pool_proxy_without_waiting() -> None:
     assert stats(middleware)["proxypool/requests"] == 1
 
 
+def test_the_requests_stat_is_added_in_batches_and_exact_at_close() -> None:
+    middleware = make()
+    now = [100.0]
+    middleware._clock = lambda: now[0]
+    send(middleware, Request(SITE))
+    assert stats(middleware)["proxypool/requests"] == 1  # the first request reports at once
+    for n in range(5):  # within the same 50 ms: counted, reported later
+        send(middleware, Request(f"{SITE}?n={n}"))
+    assert stats(middleware)["proxypool/requests"] == 1
+    now[0] += 0.06
+    send(middleware, Request(f"{SITE}?n=5"))
+    assert stats(middleware)["proxypool/requests"] == 7
+    send(middleware, Request(f"{SITE}?n=6"))
+    complete(middleware.spider_closed())
+    assert stats(middleware)["proxypool/requests"] == 8
+
+
 def test_requests_rotate_over_the_pool() -> None:
     middleware = make()
     used = [send(middleware, Request(f"{SITE}?n={i}")).meta[PROXY_META_KEY] for i in range(8)]
