@@ -612,7 +612,8 @@ class ProxyPoolMiddleware:
         Scrapy 2.19's ``inc_value`` costs about 2 us (a third of this middleware's time per
         request), so ``process_request`` counts in an int and calls this at most every
         ``_REFILL_CHECK`` s per geography, after every wait, and from ``_sync_stats`` (refills,
-        spider close): the stat is exact at close and at most that far behind during a crawl."""
+        spider close). While requests keep coming the stat lags by at most ``_REFILL_CHECK`` s;
+        it is exact once the spider has closed."""
         count, self._unreported = self._unreported, 0
         if count:
             self.stats.inc_value("proxypool/requests", count)
