@@ -28,10 +28,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from proxypool.geo import Geo
@@ -61,6 +61,20 @@ BASE_SETTINGS: dict[str, Any] = {
 # ------------------------------------------------------------------------------------------------
 # test side
 # ------------------------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+def complete(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that must finish without suspending (a hook called without a reactor)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise AssertionError("the coroutine suspended: it waited for something")
 
 
 @dataclass

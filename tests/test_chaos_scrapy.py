@@ -62,14 +62,14 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from _scrapy_crawls import CrawlResult, run_crawl
+from _scrapy_crawls import CrawlResult, complete, run_crawl
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import DownloadConnectionRefusedError
@@ -84,8 +84,6 @@ from proxypool.sim.target import Hit, TargetSite
 from proxypool.sim.world import SimWorld
 from scrapy_ext import ProxyPoolMiddleware
 from scrapy_ext.middleware import PROXY_META_KEY
-
-T = TypeVar("T")
 
 PAGES = 2000
 RELAYS = 9
@@ -433,17 +431,6 @@ class ListSource:
 
     def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
         return self.proxies[:num]
-
-
-def complete(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that must finish without suspending (no reactor here)."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    coro.close()
-    raise AssertionError("the coroutine suspended: it waited for something")
 
 
 def make(proxies: Sequence[Proxy], **settings: Any) -> ProxyPoolMiddleware:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
+from _scrapy_crawls import complete
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
 from scrapy.exceptions import CloseSpider, DownloadConnectionRefusedError, IgnoreRequest
@@ -29,8 +30,6 @@ from proxypool.models import Proxy
 from scrapy_ext import ProxyPoolMiddleware
 from scrapy_ext.middleware import PROXY_META_KEY
 from scrapy_ext.source import CheckedSource, reachable
-
-T = TypeVar("T")
 
 KEY = "KEYs3cr3tXYZ1234567890"
 SECRET = "pw5ecretZZ9"
@@ -59,17 +58,6 @@ class CaptchaPolicy:
 
 def proxies(n: int, **kwargs: Any) -> list[Proxy]:
     return [Proxy("10.0.0.1", 8000 + i, **kwargs) for i in range(n)]
-
-
-def complete(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that must finish without suspending (no reactor in these tests)."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    coro.close()
-    raise AssertionError("the coroutine suspended: it waited for something")
 
 
 def make(source: ListSource | None = None, **settings: Any) -> ProxyPoolMiddleware:
