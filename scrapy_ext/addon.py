@@ -11,8 +11,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MIDDLEWARE_PRIORITY", "ProxyPoolAddon"]
 
-# Below HttpProxyMiddleware (750), so meta["proxy"] is set before it turns URL credentials into
-# Proxy-Authorization; between RetryMiddleware (550) and HttpCompressionMiddleware (590), so ban
+# Below HttpProxyMiddleware (750), so meta["proxy"] and Proxy-Authorization are set before it
+# runs (it keeps them); between RetryMiddleware (550) and HttpCompressionMiddleware (590), so ban
 # checks see decoded bodies and a ban is retried on another proxy before Scrapy's retry counts it.
 MIDDLEWARE_PRIORITY = 560
 

@@ -12,8 +12,12 @@ about proxies is the pool's. What it adds is the Scrapy side:
   configuration, a rejected app_key or an unknown geography closes the spider with a clear reason
   before any request is sent, and every request that still comes is dropped (``IgnoreRequest``).
 - Each request is tied to the pool entry it used by a private meta key (``_proxypool_proxy``),
-  never by host:port: Scrapy strips credentials from ``meta["proxy"]`` and gateway proxies share an
-  address.
+  never by host:port: gateway proxies share an address.
+- Credentials never go into ``meta["proxy"]``: for a proxy with a username the middleware sets
+  ``meta["proxy"]`` to its bare address and the ``Proxy-Authorization`` header itself (encoded as
+  ``HTTPPROXY_AUTH_ENCODING``, UTF-8 where that cannot carry them), which Scrapy's
+  ``HttpProxyMiddleware`` (750) then keeps. A later attempt through a proxy without credentials
+  drops that header, so one proxy's credentials are never sent to another.
 - Bans (``PROXYPOOL_BAN_STATUSES``, or a ``PROXYPOOL_BAN_POLICY``) and proxy failures (download
   errors through the proxy, a proxy host the downloader refuses as malformed, or the proxy's own
   HTTP 407) are reported to the pool, a ban for the target's domain only, and the request is
@@ -43,6 +47,7 @@ Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``,
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import zlib
@@ -101,6 +106,11 @@ _TRIED_KEY = "_proxypool_tried"  # the proxies (host:port) those retries left be
 # means the request came back through RetryMiddleware.
 _ATTEMPT_KEY = "_proxypool_attempt"
 _GAVE_UP_KEY = "_proxypool_gave_up"  # set when this middleware spent the budget and gave up
+_AUTH_KEY = "_proxypool_auth"  # set while the request carries a Proxy-Authorization of ours
+# HttpProxyMiddleware's own meta key: the proxy URL the request's Proxy-Authorization belongs to.
+# It drops the header of a request whose proxy differs from it, so a new proxy clears it.
+_SCRAPY_AUTH_PROXY = "_auth_proxy"
+_PROXY_AUTHORIZATION = b"Proxy-Authorization"
 
 # Why the spider is closed (its finish_reason).
 REASON_MISCONFIGURED = "proxypool_misconfigured"
@@ -166,6 +176,26 @@ def _proxy_failure_types() -> tuple[type[BaseException], ...]:
         if isinstance(obj, type) and issubclass(obj, BaseException):
             found.append(obj)
     return tuple(found)
+
+
+def _basic_auth(proxy: Proxy, encoding: str) -> bytes:
+    """The ``Proxy-Authorization`` value for ``proxy``'s username and password (none: empty), as
+    ``HttpProxyMiddleware`` makes it from URL credentials; UTF-8 where ``encoding`` (Scrapy's
+    ``HTTPPROXY_AUTH_ENCODING``) cannot carry them."""
+    pair = f"{proxy.username}:{proxy.password or ''}"
+    try:
+        raw = pair.encode(encoding)
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return b"Basic " + base64.b64encode(raw)
+
+
+def _bare_url(proxy: Proxy) -> str:
+    """``scheme://host:port``, without credentials."""
+    host = proxy.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{proxy.scheme}://{host}:{proxy.port}"
 
 
 def _slot_for(proxy: Proxy) -> str:
@@ -243,11 +273,6 @@ class ProxyPoolMiddleware:
             self._failure = (REASON_MISCONFIGURED, str(exc))
             return
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxypool")
-        if not crawler.settings.getbool("HTTPPROXY_ENABLED", True):
-            logger.warning(
-                "proxypool: HTTPPROXY_ENABLED is False, so proxy credentials are not sent; "
-                "proxies that need a username and password will refuse requests"
-            )
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProxyPoolMiddleware:
@@ -557,7 +582,7 @@ class ProxyPoolMiddleware:
         if self._failure is not None or pool is None:
             reason = self._failure[1] if self._failure else "the pool is closed"
             raise IgnoreRequest(f"proxypool cannot serve requests: {reason}")
-        geo = self._geo_for(request)
+        geo = self._spider_geo if meta.get("proxypool_geo") is None else self._geo_for(request)
         session = meta.get("proxypool_session")
         if session is not None:
             try:
@@ -601,7 +626,17 @@ class ProxyPoolMiddleware:
                 meta.pop(_RETRIES_KEY, None)
                 meta.pop(_TRIED_KEY, None)
         meta[PROXY_META_KEY] = proxy
-        meta["proxy"] = proxy.url
+        if proxy.username is None:
+            meta["proxy"] = proxy.url
+            if _AUTH_KEY in meta:  # an earlier attempt's proxy had credentials: not for this one
+                del meta[_AUTH_KEY]
+                meta.pop(_SCRAPY_AUTH_PROXY, None)
+                request.headers.pop(_PROXY_AUTHORIZATION, None)
+        else:
+            meta["proxy"] = _bare_url(proxy)
+            request.headers[_PROXY_AUTHORIZATION] = _basic_auth(proxy, self.config.auth_encoding)
+            meta[_AUTH_KEY] = True
+            meta.pop(_SCRAPY_AUTH_PROXY, None)  # (it would drop the header of a new proxy)
         if self.config.slot_per_proxy:
             meta["download_slot"] = _slot_for(proxy)
         return None
@@ -783,6 +818,9 @@ class ProxyPoolMiddleware:
         # Leave no trace of the failed proxy: the next process_request picks a fresh one.
         meta.pop("proxy", None)
         meta.pop(PROXY_META_KEY, None)
+        if meta.pop(_AUTH_KEY, None):
+            meta.pop(_SCRAPY_AUTH_PROXY, None)
+            retry.headers.pop(_PROXY_AUTHORIZATION, None)
         if self.config.slot_per_proxy:
             meta.pop("download_slot", None)
         return retry

@@ -91,6 +91,24 @@ class ProxyPoolSettings:
     max_proxy_retries: int = 3
     slot_per_proxy: bool = False
     wait_timeout: float = 60.0
+    # Scrapy's HTTPPROXY_AUTH_ENCODING: how proxy credentials become Proxy-Authorization.
+    auth_encoding: str = "latin-1"
+
+
+def _auth_encoding(settings: SettingsLike) -> str:
+    """Scrapy's own ``HTTPPROXY_AUTH_ENCODING`` (default latin-1), checked to name a codec."""
+    name = "HTTPPROXY_AUTH_ENCODING"
+    value = _text(settings.get(name))
+    if value is None or value == "":
+        return "latin-1"
+    if isinstance(value, str):
+        with contextlib.suppress(LookupError):
+            "proxy".encode(value)  # (a codec that is not a text encoding raises LookupError too)
+            return value
+    raise ConfigError(
+        f"{name} must name a text encoding (e.g. latin-1 or utf-8), got {_shown(value)}",
+        field=name,
+    )
 
 
 def _raw(settings: SettingsLike, name: str) -> Any:
@@ -281,4 +299,5 @@ def read_settings(
         max_proxy_retries=_int(settings, "PROXYPOOL_MAX_PROXY_RETRIES", low=0, high=100),
         slot_per_proxy=_bool(settings, "PROXYPOOL_SLOT_PER_PROXY"),
         wait_timeout=_seconds(settings, "PROXYPOOL_WAIT_TIMEOUT", low=0.0, strict=True),
+        auth_encoding=_auth_encoding(settings),
     )

@@ -9,6 +9,7 @@ thread) are covered by the real crawls in test_scrapy_crawl.py.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import socket
@@ -195,26 +196,91 @@ def test_download_slot_untouched_by_default() -> None:
     assert "download_slot" not in request.meta
 
 
-def test_credentials_reach_httpproxymiddleware_and_leave_with_the_proxy() -> None:
-    """Scrapy's HttpProxyMiddleware (750, after us) turns URL credentials into
-    Proxy-Authorization; a retry through a proxy without credentials drops the header."""
+def basic(pair: str, encoding: str = "latin-1") -> bytes:
+    return b"Basic " + base64.b64encode(pair.encode(encoding))
+
+
+def through_httpproxy(middleware: ProxyPoolMiddleware, request: Request) -> Request:
+    """``request`` after this middleware and then Scrapy's HttpProxyMiddleware (750)."""
+    send(middleware, request)
+    HttpProxyMiddleware.from_crawler(middleware.crawler).process_request(request)
+    return request
+
+
+def test_credentials_go_into_the_header_never_into_meta_proxy() -> None:
+    """The middleware sets Proxy-Authorization itself and meta["proxy"] without credentials;
+    HttpProxyMiddleware keeps that header; a retry through a proxy without credentials drops
+    it (one proxy's credentials are never sent to another)."""
     with_auth = Proxy("10.0.0.9", 9000, username="u1", password=SECRET)
     middleware = make(ListSource([with_auth, Proxy("10.0.0.8", 9000)]))
-    httpproxy = HttpProxyMiddleware.from_crawler(middleware.crawler)
     request = send(middleware, Request(SITE))
     if request.meta[PROXY_META_KEY].username is None:  # rotation: the next one has credentials
         request = send(middleware, Request(SITE))
     assert request.meta[PROXY_META_KEY].username == "u1"
-    httpproxy.process_request(request)
-    assert request.headers[b"Proxy-Authorization"].startswith(b"Basic ")
-    assert SECRET not in request.meta["proxy"]  # stripped by HttpProxyMiddleware
+    assert request.meta["proxy"] == "http://10.0.0.9:9000"  # before HttpProxyMiddleware too
+    assert request.headers[b"Proxy-Authorization"] == basic(f"u1:{SECRET}")
+    HttpProxyMiddleware.from_crawler(middleware.crawler).process_request(request)
+    assert request.headers[b"Proxy-Authorization"] == basic(f"u1:{SECRET}")
+    assert request.meta["proxy"] == "http://10.0.0.9:9000"
 
     retry = middleware.process_response(request, response(request, 403))
     assert isinstance(retry, Request)
-    send(middleware, retry)
+    assert b"Proxy-Authorization" not in retry.headers  # nothing of the banned proxy is left
+    through_httpproxy(middleware, retry)
     assert retry.meta[PROXY_META_KEY] == Proxy("10.0.0.8", 9000)
-    httpproxy.process_request(retry)
     assert b"Proxy-Authorization" not in retry.headers
+    assert retry.meta["proxy"] == "http://10.0.0.8:9000"
+
+
+def test_scrapys_own_retry_copy_gets_the_new_proxys_credentials() -> None:
+    """RetryMiddleware (550) resends a copy carrying the old proxy, its header and
+    HttpProxyMiddleware's note of which proxy that header belongs to: the new proxy's header
+    must replace it and survive HttpProxyMiddleware, or a credential-less proxy must get none."""
+    gateway = [Proxy(f"gw{i}.example", 7000, username=f"user{i}", password=SECRET) for i in (1, 2)]
+    middleware = make(ListSource([*gateway, Proxy("10.0.0.8", 9000)]))
+    first = through_httpproxy(middleware, Request(SITE))
+    sent = [first.meta[PROXY_META_KEY]]
+    copy = first.copy()
+    copy.meta["retry_times"] = 1
+    for _ in range(2):  # the two other proxies, in turn: one with credentials, one without
+        copy = through_httpproxy(middleware, copy.copy())
+        proxy = copy.meta[PROXY_META_KEY]
+        sent.append(proxy)
+        if proxy.username is None:
+            assert b"Proxy-Authorization" not in copy.headers
+            assert copy.meta["proxy"] == "http://10.0.0.8:9000"
+        else:
+            assert copy.headers[b"Proxy-Authorization"] == basic(f"{proxy.username}:{SECRET}")
+            assert copy.meta["proxy"] == f"http://{proxy.host}:7000"
+    assert len(set(sent)) == 3
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "encoding", "pair", "pair_encoding"),
+    [
+        ("u:1@x", "p@ss:w/rd%", None, "u:1@x:p@ss:w/rd%", "latin-1"),  # no URL quoting involved
+        ("onlyuser", None, None, "onlyuser:", "latin-1"),  # HttpProxyMiddleware: TypeError
+        ("jos\u00e9", "caf\u00e9", None, "jos\u00e9:caf\u00e9", "latin-1"),
+        ("jos\u00e9", "caf\u00e9", "utf-8", "jos\u00e9:caf\u00e9", "utf-8"),
+        ("\u674e", "\u5bc6\u7801", None, "\u674e:\u5bc6\u7801", "utf-8"),  # not latin-1: UTF-8
+    ],
+)
+def test_proxy_authorization_encodes_credentials_as_scrapy_would(
+    username: str, password: str | None, encoding: str | None, pair: str, pair_encoding: str
+) -> None:
+    settings = {"HTTPPROXY_AUTH_ENCODING": encoding} if encoding else {}
+    proxy = Proxy("10.0.0.9", 9000, username=username, password=password)
+    middleware = make(ListSource([proxy]), **settings)
+    request = through_httpproxy(middleware, Request(SITE))
+    assert request.headers[b"Proxy-Authorization"] == basic(pair, pair_encoding)
+    assert request.meta["proxy"] == "http://10.0.0.9:9000"
+
+
+def test_ipv6_proxy_address_is_bracketed_without_credentials() -> None:
+    proxy = Proxy("::1", 9000, username="u", password=SECRET)
+    request = through_httpproxy(make(ListSource([proxy])), Request(SITE))
+    assert request.meta["proxy"] == "http://[::1]:9000"
+    assert request.headers[b"Proxy-Authorization"] == basic(f"u:{SECRET}")
 
 
 # -- bans, failures, retries -----------------------------------------------------------------

@@ -81,6 +81,11 @@ def test_geo_accepts_string_dict_and_geo(geo: Any) -> None:
     assert read(PROXYPOOL_GEO=geo).geo == Geo("US", "California")
 
 
+def test_proxy_auth_encoding_is_scrapys_setting() -> None:
+    assert read().auth_encoding == "latin-1"  # Scrapy's default
+    assert read(HTTPPROXY_AUTH_ENCODING="utf-8").auth_encoding == "utf-8"
+
+
 def test_typed_values_from_settings_py_pass_through() -> None:
     config = read(PROXYPOOL_BAN_STATUSES=[403], PROXYPOOL_MAX_EXTRACTED=1000, PROXYPOOL_LIFE=5)
     assert config.ban_statuses == frozenset({403})
@@ -113,6 +118,8 @@ def test_typed_values_from_settings_py_pass_through() -> None:
         ("PROXYPOOL_SOURCE", "nodots", "import path"),
         ("PROXYPOOL_MAX_EXTRACTED", 0, "at least 1"),
         ("PROXYPOOL_API_TIMEOUT", "soon", "seconds"),
+        ("HTTPPROXY_AUTH_ENCODING", "klingon-8", "text encoding"),
+        ("HTTPPROXY_AUTH_ENCODING", "rot13", "text encoding"),  # a codec, but str to str
     ],
 )
 def test_bad_values_name_the_setting(name: str, value: Any, allowed: str) -> None:
