@@ -17,7 +17,10 @@ about proxies is the pool's. What it adds is the Scrapy side:
   ``meta["proxy"]`` to its bare address and the ``Proxy-Authorization`` header itself (encoded as
   ``HTTPPROXY_AUTH_ENCODING``, UTF-8 where that cannot carry them), which Scrapy's
   ``HttpProxyMiddleware`` (750) then keeps. A later attempt through a proxy without credentials
-  drops that header, so one proxy's credentials are never sent to another.
+  drops that header, so one proxy's credentials are never sent to another. Only while
+  ``HttpProxyMiddleware`` is enabled: it also drops the header from requests a spider derives
+  from a pooled one and sends without a proxy. Without it, credentials stay in the URL and are not
+  sent (a warning says so at start).
 - Bans (``PROXYPOOL_BAN_STATUSES``, or a ``PROXYPOOL_BAN_POLICY``) and proxy failures (download
   errors through the proxy, a proxy host the downloader refuses as malformed, or the proxy's own
   HTTP 407) are reported to the pool, a ban for the target's domain only, and the request is
@@ -57,7 +60,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from scrapy import signals
 from scrapy.core.engine import ExecutionEngine
+from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
 from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured
+from scrapy.utils.conf import build_component_list
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -185,9 +190,25 @@ def _basic_auth(proxy: Proxy, encoding: str) -> bytes:
     pair = f"{proxy.username}:{proxy.password or ''}"
     try:
         raw = pair.encode(encoding)
-    except UnicodeEncodeError:
+    except UnicodeError:  # (UnicodeEncodeError, or a codec such as idna refusing the text)
         raw = pair.encode("utf-8")
     return b"Basic " + base64.b64encode(raw)
+
+
+def _httpproxy_enabled(settings: Any) -> bool:
+    """Whether Scrapy's ``HttpProxyMiddleware`` (or a subclass) is among the downloader
+    middlewares and not switched off by ``HTTPPROXY_ENABLED``."""
+    if not settings.getbool("HTTPPROXY_ENABLED", True):
+        return False
+    middlewares = settings.get_component_priority_dict_with_base("DOWNLOADER_MIDDLEWARES")
+    for component in build_component_list(middlewares):
+        try:
+            found = load_object(component) if isinstance(component, str) else component
+        except (ImportError, AttributeError, NameError, ValueError):
+            continue  # Scrapy itself reports what it cannot load
+        if isinstance(found, type) and issubclass(found, HttpProxyMiddleware):
+            return True
+    return False
 
 
 def _bare_url(proxy: Proxy) -> str:
@@ -249,6 +270,7 @@ class ProxyPoolMiddleware:
         self._http: AbortableSession | None = None
         self._jobs = 0  # worker-thread jobs whose result has not reached the reactor yet
         self._idle: list[Callable[[], None]] = []  # called once _jobs drops to 0
+        self._own_auth = True  # Proxy-Authorization set here (see below)
         self._waiting = 0  # requests waiting for a proxy in a worker thread
         self._closing_watch: LoopingCall | None = None
         try:
@@ -273,6 +295,14 @@ class ProxyPoolMiddleware:
             self._failure = (REASON_MISCONFIGURED, str(exc))
             return
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxypool")
+        # Set Proxy-Authorization here only while HttpProxyMiddleware runs: it also removes the
+        # header from requests derived from a pooled one that go out without a proxy.
+        self._own_auth = _httpproxy_enabled(crawler.settings)
+        if not self._own_auth:
+            logger.warning(
+                "proxypool: Scrapy's HttpProxyMiddleware is disabled, so proxy credentials are "
+                "not sent; proxies that need a username and password will refuse requests"
+            )
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProxyPoolMiddleware:
@@ -626,7 +656,7 @@ class ProxyPoolMiddleware:
                 meta.pop(_RETRIES_KEY, None)
                 meta.pop(_TRIED_KEY, None)
         meta[PROXY_META_KEY] = proxy
-        if proxy.username is None:
+        if not proxy.username or not self._own_auth:
             meta["proxy"] = proxy.url
             if _AUTH_KEY in meta:  # an earlier attempt's proxy had credentials: not for this one
                 del meta[_AUTH_KEY]

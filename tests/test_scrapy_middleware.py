@@ -263,6 +263,7 @@ def test_scrapys_own_retry_copy_gets_the_new_proxys_credentials() -> None:
         ("jos\u00e9", "caf\u00e9", None, "jos\u00e9:caf\u00e9", "latin-1"),
         ("jos\u00e9", "caf\u00e9", "utf-8", "jos\u00e9:caf\u00e9", "utf-8"),
         ("\u674e", "\u5bc6\u7801", None, "\u674e:\u5bc6\u7801", "utf-8"),  # not latin-1: UTF-8
+        ("a..b", "pw", "idna", "a..b:pw", "utf-8"),  # idna refuses an empty label: UTF-8
     ],
 )
 def test_proxy_authorization_encodes_credentials_as_scrapy_would(
@@ -274,6 +275,65 @@ def test_proxy_authorization_encodes_credentials_as_scrapy_would(
     request = through_httpproxy(middleware, Request(SITE))
     assert request.headers[b"Proxy-Authorization"] == basic(pair, pair_encoding)
     assert request.meta["proxy"] == "http://10.0.0.9:9000"
+
+
+def test_a_proxy_without_credentials_at_the_same_address_gets_no_header() -> None:
+    """Gateway style: the same host:port with and without credentials. HttpProxyMiddleware
+    keeps a header whose proxy URL has not changed, so only this middleware can drop the
+    first entry's credentials when Scrapy's retry copy moves to the second one."""
+    with_auth = Proxy("gw.example", 7000, username="u1", password=SECRET)
+    middleware = make(ListSource([with_auth, Proxy("gw.example", 7000)]))
+    request = through_httpproxy(middleware, Request(SITE))
+    if request.meta[PROXY_META_KEY].username is None:  # start on the credentialed one
+        request = through_httpproxy(middleware, Request(SITE))
+    assert request.headers[b"Proxy-Authorization"] == basic(f"u1:{SECRET}")
+    copy = request.copy()
+    copy.meta["retry_times"] = 1
+    through_httpproxy(middleware, copy)
+    assert copy.meta[PROXY_META_KEY] == Proxy("gw.example", 7000)
+    assert copy.meta["proxy"] == "http://gw.example:7000"
+    assert b"Proxy-Authorization" not in copy.headers
+
+
+def test_an_empty_username_is_no_credentials() -> None:
+    request = through_httpproxy(
+        make(ListSource([Proxy("10.0.0.9", 9000, username="", password=SECRET)])), Request(SITE)
+    )
+    assert b"Proxy-Authorization" not in request.headers
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"HTTPPROXY_ENABLED": False},
+        {"DOWNLOADER_MIDDLEWARES": {HttpProxyMiddleware: None}},
+        {
+            "DOWNLOADER_MIDDLEWARES": {
+                "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": None
+            }
+        },
+    ],
+)
+def test_without_httpproxymiddleware_no_header_is_made(
+    settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing would remove the header from a request the spider derives from a pooled one and
+    sends without a proxy (straight to the site): so, as Scrapy does then, no credentials go."""
+    with_auth = Proxy("10.0.0.9", 9000, username="u1", password=SECRET)
+    with caplog.at_level(logging.WARNING, logger="scrapy_ext.middleware"):
+        middleware = make(ListSource([with_auth]), **settings)
+    assert "HttpProxyMiddleware is disabled" in caplog.text
+    request = send(middleware, Request(SITE))
+    assert b"Proxy-Authorization" not in request.headers
+    assert request.meta["proxy"] == with_auth.url
+    derived = send(middleware, request.replace(meta={"proxypool_disable": True}))
+    assert b"Proxy-Authorization" not in derived.headers
+
+
+def test_with_httpproxymiddleware_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="scrapy_ext.middleware"):
+        make()
+    assert "HttpProxyMiddleware" not in caplog.text
 
 
 def test_ipv6_proxy_address_is_bracketed_without_credentials() -> None:
