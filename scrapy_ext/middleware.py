@@ -211,12 +211,13 @@ def _httpproxy_enabled(settings: Any) -> bool:
     return False
 
 
-def _bare_url(proxy: Proxy) -> str:
-    """``scheme://host:port``, without credentials."""
-    host = proxy.host
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{proxy.scheme}://{host}:{proxy.port}"
+def _forget_auth(request: Request) -> None:
+    """Drop the ``Proxy-Authorization`` this middleware set on ``request`` for an earlier proxy,
+    and HttpProxyMiddleware's note of which proxy it belonged to."""
+    meta = request.meta
+    if meta.pop(_AUTH_KEY, None):
+        meta.pop(_SCRAPY_AUTH_PROXY, None)
+        request.headers.pop(_PROXY_AUTHORIZATION, None)
 
 
 def _slot_for(proxy: Proxy) -> str:
@@ -612,7 +613,8 @@ class ProxyPoolMiddleware:
         if self._failure is not None or pool is None:
             reason = self._failure[1] if self._failure else "the pool is closed"
             raise IgnoreRequest(f"proxypool cannot serve requests: {reason}")
-        geo = self._spider_geo if meta.get("proxypool_geo") is None else self._geo_for(request)
+        value = meta.get("proxypool_geo")
+        geo = self._spider_geo if value is None else self._geo_for(request, value)
         session = meta.get("proxypool_session")
         if session is not None:
             try:
@@ -659,11 +661,9 @@ class ProxyPoolMiddleware:
         if not proxy.username or not self._own_auth:
             meta["proxy"] = proxy.url
             if _AUTH_KEY in meta:  # an earlier attempt's proxy had credentials: not for this one
-                del meta[_AUTH_KEY]
-                meta.pop(_SCRAPY_AUTH_PROXY, None)
-                request.headers.pop(_PROXY_AUTHORIZATION, None)
+                _forget_auth(request)
         else:
-            meta["proxy"] = _bare_url(proxy)
+            meta["proxy"] = f"{proxy.scheme}://{proxy.address}"
             request.headers[_PROXY_AUTHORIZATION] = _basic_auth(proxy, self.config.auth_encoding)
             meta[_AUTH_KEY] = True
             meta.pop(_SCRAPY_AUTH_PROXY, None)  # (it would drop the header of a new proxy)
@@ -683,10 +683,8 @@ class ProxyPoolMiddleware:
         if count:
             self.stats.inc_value("proxypool/requests", count)
 
-    def _geo_for(self, request: Request) -> Geo:
-        value = request.meta.get("proxypool_geo")
-        if value is None:
-            return self._spider_geo
+    def _geo_for(self, request: Request, value: Any) -> Geo:
+        """The geography ``meta["proxypool_geo"]`` (``value``, not None) asks for."""
         try:
             key: Hashable = value if isinstance(value, str | Geo) else repr(value)
             geo = self._geo_cache.get(key)
@@ -848,9 +846,7 @@ class ProxyPoolMiddleware:
         # Leave no trace of the failed proxy: the next process_request picks a fresh one.
         meta.pop("proxy", None)
         meta.pop(PROXY_META_KEY, None)
-        if meta.pop(_AUTH_KEY, None):
-            meta.pop(_SCRAPY_AUTH_PROXY, None)
-            retry.headers.pop(_PROXY_AUTHORIZATION, None)
+        _forget_auth(retry)
         if self.config.slot_per_proxy:
             meta.pop("download_slot", None)
         return retry
