@@ -75,7 +75,7 @@ from .models import (
     StaticIpStatus,
 )
 
-__all__ = ["MAX_RESPONSE_BYTES", "ProviderClient"]
+__all__ = ["ProviderClient"]
 
 logger = logging.getLogger(__name__)
 install_log_redaction()
