@@ -1,9 +1,17 @@
 """ProviderClient: the typed client of the provider's HTTP API, the only module that talks to it.
 
 Every method checks its input before sending anything, returns models (never raw dicts) and raises
-only ``proxypool.errors`` exceptions. The app_key never appears in a message, a ``repr`` or a log
-record: GET calls must carry it in the query string, so the client attaches a redacting filter to
-urllib3's loggers, and it never chains lower-level exceptions whose text holds the request URL.
+only ``proxypool.errors`` exceptions. No secret the client sends (the app_key, the passwords given
+to ``add_accounts`` and ``change_password``) appears in a message, a ``repr`` or a log record: GET
+calls must carry the key in the query string, so the client attaches a redacting filter to
+urllib3's loggers; every text taken from an answer is scrubbed of each secret before it is cut
+short, and of what is left of one at the cut; lower-level exceptions whose text holds the request
+URL are never chained.
+
+Every call is bounded: ``timeout`` is one deadline for the whole method call (connect, send,
+headers, the whole body, retries and their pauses; see ``_deadline``), and an answer is read in
+chunks and refused past ``max_response_bytes`` decoded bytes (a gzip bomb costs that, not its
+decoded size).
 
 A client may be shared between threads: it keeps no per-call state, and ``requests.Session``'s
 connection pool is thread-safe for the plain GET/POST calls made here.
@@ -21,11 +29,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
-from ._redact import install_log_redaction, redact
+from ._deadline import CallRegistry, Watchdog, deadline_session
+from ._redact import clip, install_log_redaction, redact, redact_excerpt, secret_forms
 from ._validate import (
     TIME_FORMAT,
     check_alnum,
@@ -82,6 +92,12 @@ _MAX_URL = 2048
 _MAX_PAGE = 1_000_000
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 _EXCERPT = 200
+_EXCERPT_WINDOW = _EXCERPT * 4 + 1024  # bytes decoded for an excerpt: 200 characters and room
+_QUOTE = 60  # characters of an odd value quoted in a parse error
+#: The largest answer read, in decoded bytes: a whole location catalog is well under 1 MB.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_MAX_RESPONSE_LIMIT = 1024 * 1024 * 1024
+_CHUNK = 64 * 1024  # bytes read at a time
 _MAX_NESTING = 16
 
 E = TypeVar("E", bound=ProductType | AccountStatus | StaticIpStatus)
@@ -100,9 +116,21 @@ class ProviderClient:
     ``app_key`` falls back to ``$PROXYPOOL_APP_KEY``; ``base_url`` (host plus the brand's path
     prefix, e.g. ``https://api.proxylite.com/end-point``) to ``$PROXYPOOL_API_URL``.
     ``static_base_url`` is where ``ip/get-static-ip`` lives: by default the base URL's origin
-    without the prefix, as the provider documents it. ``timeout`` is in seconds. GET calls are
-    retried ``retries`` times on connection errors and HTTP 5xx, sleeping ``backoff * 2**n``
-    seconds (``sleep`` is injectable); POST calls change the account and are never retried.
+    without the prefix, as the provider documents it.
+
+    ``timeout`` (seconds) bounds each method call as a whole: connecting, sending, the headers,
+    the whole body, and the retries with their pauses. A provider that drips its answer is cut
+    at the deadline (``ApiConnectionError``, "did not answer within ..."). GET calls are retried
+    ``retries`` times on connection errors and HTTP 5xx, sleeping ``backoff * 2**n`` seconds
+    (``sleep`` is injectable), while the deadline leaves time for the pause; a retry is never
+    started that would pass it. POST calls change the account and are never retried. With a
+    ``session`` of your own, waiting for the headers is bounded per read (each read waits at
+    most the time left), the body as a whole.
+
+    ``max_response_bytes`` caps an answer's size once decoded (default ``MAX_RESPONSE_BYTES``,
+    8 MiB); a larger one raises ``ApiResponseError`` after reading at most that much.
+
+    Thread-safe: calls may run in several threads at once; the deadline is per call.
     """
 
     def __init__(
@@ -117,6 +145,7 @@ class ProviderClient:
         sleep: Callable[[float], None] = time.sleep,
         static_base_url: str | None = None,
         language: str | None = "en",
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         key = app_key if app_key is not None else os.environ.get(APP_KEY_ENV)
         if not key:
@@ -143,6 +172,7 @@ class ProviderClient:
                 field="base_url",
             )
         self._app_key = key
+        self._secrets = secret_forms(key)
         self.base_url = _check_base_url(url, "base_url")
         origin = urlsplit(self.base_url)
         self.static_base_url = (
@@ -153,6 +183,9 @@ class ProviderClient:
         self.timeout = check_float(timeout, "timeout", min=0.001, max=_MAX_TIMEOUT)
         self.retries = check_int(retries, "retries", min=0, max=10)
         self.backoff = check_float(backoff, "backoff", min=0.0, max=_MAX_BACKOFF)
+        self.max_response_bytes = check_int(
+            max_response_bytes, "max_response_bytes", min=1, max=_MAX_RESPONSE_LIMIT
+        )
         if language is not None and not (
             isinstance(language, str) and _LANGUAGE_RE.match(language)
         ):
@@ -168,7 +201,8 @@ class ProviderClient:
             raise ConfigError("session must be a requests.Session", field="session")
         self._sleep = sleep
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._calls = CallRegistry()
+        self._session = session if session is not None else deadline_session(self._calls)
 
     def __repr__(self) -> str:
         return f"ProviderClient(base_url={self.base_url!r})"
@@ -212,7 +246,7 @@ class ProviderClient:
             "remark": check_remark(remark),
             "product_type": int(check_enum(product_type, ProductType, "product_type")),
         }
-        self._post("whitelist-account/add", body)
+        self._post("whitelist-account/add", body, secrets=credentials.values())
 
     def delete_accounts(self, usernames: str | Iterable[str]) -> None:
         """Delete accounts. Irreversible; takes about 5 minutes, billing may continue meanwhile."""
@@ -232,7 +266,7 @@ class ProviderClient:
             "account": check_alnum(username, "username"),
             "password": check_alnum(password, "password"),
         }
-        self._post("whitelist-account/change-password", body)
+        self._post("whitelist-account/change-password", body, secrets=[password])
 
     def change_remark(self, username: str, remark: str) -> None:
         """Set an account's remark (at most 64 Latin or 32 CJK characters)."""
@@ -424,14 +458,20 @@ class ProviderClient:
         if self.language:
             query["language"] = self.language
         url = f"{base or self.base_url}/{path}"
+        deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
             try:
-                return self._send("GET", url, path, parse, params=query)
+                return self._send("GET", url, path, parse, deadline, self._secrets, params=query)
             except (ApiConnectionError, ApiError, ApiResponseError) as exc:
-                if attempt >= self.retries or not _retryable(exc):
-                    raise
                 delay = self.backoff * (2**attempt)
+                # A pause that would reach the deadline leaves no time to try again.
+                if (
+                    attempt >= self.retries
+                    or not _retryable(exc)
+                    or time.monotonic() + delay >= deadline
+                ):
+                    raise
                 logger.info(
                     "GET %s failed (%s); retry %d/%d in %.2f s",
                     path,
@@ -443,11 +483,16 @@ class ProviderClient:
                 attempt += 1
                 self._sleep(delay)
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> None:
+    def _post(self, path: str, body: Mapping[str, Any], *, secrets: Iterable[str] = ()) -> None:
+        """Send a write; ``secrets`` are the values in ``body`` besides the key that must never
+        show (passwords), scrubbed from whatever the call raises."""
         payload: dict[str, Any] = {"app_key": self._app_key, **body}
         if self.language:
             payload["language"] = self.language
-        self._send("POST", f"{self.base_url}/{path}", path, _ignore, json_body=payload)
+        known = self._secrets + tuple(f for s in secrets for f in secret_forms(s))
+        deadline = time.monotonic() + self.timeout
+        url = f"{self.base_url}/{path}"
+        self._send("POST", url, path, _ignore, deadline, known, json_body=payload)
 
     def _send(
         self,
@@ -455,64 +500,147 @@ class ProviderClient:
         url: str,
         path: str,
         parse: Callable[[Any], T],
+        deadline: float,
+        secrets: tuple[str, ...],
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Mapping[str, Any] | None = None,
     ) -> T:
         started = time.monotonic()
-        failure: ProviderError | None = None
-        try:
-            response = self._session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-            body = response.content
-        except requests.Timeout:
-            failure = ApiConnectionError(
-                f"{method} {path}: the provider did not answer within {self.timeout:g} s"
-            )
-        except (requests.ConnectionError, requests.exceptions.InvalidURL) as exc:
-            failure = ApiConnectionError(
-                f"{method} {path}: could not reach the provider: {self._scrub(str(exc))}"
-            )
-        except requests.RequestException as exc:
-            failure = ApiResponseError(
-                f"{method} {path}: unreadable answer: {self._scrub(str(exc))}"
-            )
-        if failure is not None:
-            # Raised outside the except block on purpose: the requests exception's text (and its
-            # own causes) hold the full URL with the key, so it must not ride along as __context__.
-            raise failure
+        status, headers, body = self._exchange(
+            method, url, path, deadline, secrets, params=params, json_body=json_body
+        )
         logger.debug(
             "%s %s -> HTTP %d (%d bytes, %.0f ms)",
             method,
             path,
-            response.status_code,
+            status,
             len(body),
             (time.monotonic() - started) * 1000,
         )
-        data = self._unwrap(method, path, response.status_code, response.headers, body)
+        failure: ProviderError
         try:
+            data = self._unwrap(method, path, status, headers, body, secrets)
             return parse(data)
         except ApiResponseError as exc:
-            # The parsers quote the odd value they met, which may echo the key: scrub it, and
+            # The parsers quote the odd value they met, which may echo a secret: scrub it, and
             # raise outside the except block so the unscrubbed original is not chained.
             failure = ApiResponseError(
-                f"{method} {path}: {self._scrub(str(exc))}", http_status=response.status_code
+                f"{method} {path}: {redact(str(exc), secrets)}", http_status=status
+            )
+        except MemoryError:
+            # Within max_response_bytes, yet too big to parse in the memory left: the answer is
+            # unusable, and only ProxyPoolError leaves the client.
+            failure = ApiResponseError(
+                f"{method} {path}: the answer does not fit in the memory available",
+                http_status=status,
             )
         raise failure
 
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        deadline: float,
+        secrets: tuple[str, ...],
+        *,
+        params: Mapping[str, Any] | None,
+        json_body: Mapping[str, Any] | None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request and its whole body, within ``deadline``: (status, headers, body)."""
+        where = f"{method} {path}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out(where)
+        failure: ProviderError | None = None
+        with Watchdog(remaining) as watchdog, self._calls.watching(watchdog):
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    timeout=(remaining, remaining),  # each read; the watchdog bounds the call
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    watchdog.response(response.raw)
+                    body = self._read_body(response, where)
+                finally:
+                    response.close()
+            except requests.Timeout:
+                failure = self._timed_out(where)
+            except (requests.ConnectionError, requests.exceptions.InvalidURL) as exc:
+                failure = ApiConnectionError(
+                    f"{where}: could not reach the provider: {redact(str(exc), secrets)}"
+                )
+            except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError) as exc:
+                # (requests' exceptions are OSErrors too: this clause must come before OSError.)
+                failure = ApiResponseError(
+                    f"{where}: unreadable answer: {redact(str(exc), secrets)}"
+                )
+            except OSError as exc:  # a socket error urllib3 did not wrap
+                failure = ApiConnectionError(
+                    f"{where}: could not reach the provider: {redact(str(exc), secrets)}"
+                )
+            except ApiResponseError as exc:  # past max_response_bytes
+                failure = exc
+            except MemoryError:
+                failure = ApiResponseError(f"{where}: the answer does not fit in memory")
+        if watchdog.fired or (
+            isinstance(failure, ApiConnectionError) and time.monotonic() >= deadline
+        ):
+            # Whatever the cut looked like from inside (end of stream, a broken chunk, a body
+            # that ended early), the call ran out of time.
+            failure = self._timed_out(where)
+        if failure is not None:
+            # Raised outside the except blocks on purpose: the requests exception's text (and its
+            # own causes) hold the full URL with the key, so it must not ride along as __context__.
+            raise failure
+        return response.status_code, response.headers, body
+
+    def _timed_out(self, where: str) -> ApiConnectionError:
+        return ApiConnectionError(f"{where}: the provider did not answer within {self.timeout:g} s")
+
+    def _read_body(self, response: requests.Response, where: str) -> bytes:
+        """The decoded body, read in chunks; ``ApiResponseError`` past ``max_response_bytes``."""
+        cap = self.max_response_bytes
+        declared = _int_text(response.headers.get("Content-Length") or "")
+        if (
+            declared is not None
+            and declared > cap
+            and response.headers.get("Content-Encoding", "identity") == "identity"
+        ):
+            raise self._too_large(where, response.status_code)
+        body = bytearray()
+        for chunk in response.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > cap:
+                raise self._too_large(where, response.status_code)
+        return bytes(body)
+
+    def _too_large(self, where: str, status: int) -> ApiResponseError:
+        return ApiResponseError(
+            f"{where}: the answer is larger than the {_size(self.max_response_bytes)} "
+            "allowed (max_response_bytes)",
+            http_status=status,
+        )
+
     def _unwrap(
-        self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        secrets: tuple[str, ...],
     ) -> Any:
         """The envelope's ``data``, or the right exception for what came back."""
         where = f"{method} {path}"
         if 300 <= status < 400:
-            target = self._scrub(headers.get("Location", "?"))
+            target = redact(clip(headers.get("Location", "?"), _EXCERPT), secrets)
             raise ApiResponseError(
                 f"{where}: redirected (HTTP {status}) to {target}; check PROXYPOOL_API_URL",
                 http_status=status,
@@ -522,7 +650,7 @@ class ProviderClient:
         except (ValueError, RecursionError):
             envelope = None
         if not isinstance(envelope, dict) or "code" not in envelope:
-            excerpt = self._excerpt(body)
+            excerpt = _excerpt(body, secrets)
             if status >= 400:
                 raise ApiError(f"{where}: {excerpt or 'empty body'}", http_status=status)
             what = "an empty body" if not body.strip() else "no JSON envelope"
@@ -530,7 +658,7 @@ class ProviderClient:
                 f"{where}: {what} (HTTP {status}): {excerpt}".rstrip(": "), http_status=status
             )
         code = _envelope_code(envelope.get("code"))
-        text = self._scrub(_message(envelope))[:_EXCERPT]
+        text = redact_excerpt(_message(envelope)[:_EXCERPT_WINDOW], secrets, limit=_EXCERPT)
         if code is None:
             raise ApiResponseError(
                 f"{where}: the envelope's code is not a number (HTTP {status})", http_status=status
@@ -545,14 +673,18 @@ class ProviderClient:
             text = text or "the account has not passed real-name verification"
         raise error_type(f"{where}: {text or 'no message'}", code=code, http_status=status)
 
-    def _scrub(self, text: str) -> str:
-        # The key as given and as it appears percent-encoded in a URL.
-        key = self._app_key
-        return redact(text, (key, quote(key, safe=""), quote_plus(key)))
 
-    def _excerpt(self, body: bytes) -> str:
-        text = body[: _EXCERPT * 4].decode("utf-8", "replace")
-        return self._scrub(" ".join(text.split()))[:_EXCERPT]
+def _excerpt(body: bytes, secrets: Iterable[str]) -> str:
+    """The start of an unusable body for an error message: secrets scrubbed, then cut."""
+    text = body[:_EXCERPT_WINDOW].decode("utf-8", "replace")
+    return redact_excerpt(text, secrets, limit=_EXCERPT)
+
+
+def _size(count: int) -> str:
+    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
 
 
 # -- helpers: request side ------------------------------------------------------------------------
@@ -761,7 +893,7 @@ def _datetime(value: Any, what: str) -> datetime | None:
                 return parse(text)
             except ValueError:
                 continue
-    raise _bad(what, f"unreadable time {str(value)[:40]!r}")
+    raise _bad(what, f"unreadable time {clip(str(value), 40)!r}")
 
 
 def _enum(value: Any, enum_type: type[E], what: str) -> E | int | None:
@@ -803,7 +935,7 @@ def _parse_usage(raw: Any) -> DailyUsage:
     try:
         parsed = date.fromisoformat(str(day).strip()[:10])
     except ValueError:
-        raise _bad("usage entry", f"unreadable day {str(day)[:40]!r}") from None
+        raise _bad("usage entry", f"unreadable day {clip(str(day), 40)!r}") from None
     return DailyUsage(day=parsed, flow=_req_int(item.get("flow"), "flow"))
 
 
@@ -916,7 +1048,7 @@ def _address(item: Any, what: str) -> tuple[str, int]:
         raise _bad(what, f"expected 'ip:port', got {type(item).__name__}")
     host = host.strip().strip("[]")
     if not host or port is None or not 0 < port < 65536 or not _valid_host(host):
-        raise _bad(what, f"not an ip:port address: {str(item)[:60]!r}")
+        raise _bad(what, f"not an ip:port address: {clip(str(item), _QUOTE)!r}")
     return host, port
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -26,7 +27,7 @@ from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from ._redact import redact
+from ._redact import redact, secret_forms
 from ._validate import check_alnum
 from ._version import __version__
 from .api import API_URL_ENV, APP_KEY_ENV
@@ -53,6 +54,13 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 PIPE_WIDTH = 200
 MAX_BAR_WIDTH = 60
 PASSWORD_MASK = "••••"  # fixed width: the mask must not reveal a password's length
+# What is read from stdin is bounded: a file piped by mistake must not fill the memory.
+MAX_STDIN_LINE = 1024  # characters of one line (a password is at most 64)
+MAX_STDIN_BYTES = 1024 * 1024  # all of stdin for 'accounts add -'
+ARGV_PASSWORD_WARNING = (
+    "warning: a password on the command line is visible to other users of this machine (ps) and "
+    "stays in the shell history; prefer {safer}"
+)
 APPLY_DELAY_NOTE = "Takes about 5 minutes to apply."
 
 E = TypeVar("E", bound=IntEnum)
@@ -103,7 +111,8 @@ class _Output:
         self.as_json = as_json
         self.stdout = stdout
         self.stderr = stderr
-        self._secrets = (os.environ.get(APP_KEY_ENV),)
+        key = os.environ.get(APP_KEY_ENV)
+        self._secrets: list[str] = list(secret_forms(key)) if key else []
 
     @cached_property
     def console(self) -> Console:
@@ -145,6 +154,12 @@ class _Output:
         one_line = " ".join(self._clean(text).split())
         self.stderr.write(f"{PROG}: {one_line}\n")
         self.stderr.flush()
+
+    def keep_secret(self, secret: str) -> None:
+        """Mask ``secret`` (a password the command handles) in everything written from now on,
+        errors included."""
+        if secret:
+            self._secrets.extend(secret_forms(secret))
 
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -213,6 +228,18 @@ exit codes: 0 ok, 1 API or pool error, 2 bad usage, 130 interrupted
 """
 
 
+_ADD_EPILOG = """\
+keep passwords off the command line (ps and the shell history show it to others):
+  accounts add USER [USER ...]       asks for each password (hidden) on a terminal, else
+                                     reads one line of stdin per USER, in order
+  accounts add - < accounts.txt      USER:PASS lines on stdin (blank lines and '#'
+                                     comments skipped)
+  accounts add USER:PASS [...]       works, but the password is visible to other users
+                                     of this machine while it runs; a warning says so
+usernames and passwords: letters and digits only, 1 to 64 characters.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the whole command line (no side effects; cheap to build)."""
     # --json and --api-url are accepted before or after the command: the sub-parsers default to
@@ -226,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--api-url", metavar="URL", default=argparse.SUPPRESS, help=f"overrides ${API_URL_ENV}"
+    )
+    common.add_argument(
+        "--timeout",
+        metavar="S",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="seconds one provider call may take in all, retries included (10)",
     )
 
     parser = argparse.ArgumentParser(
@@ -242,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the API's base URL, host and prefix (default: ${API_URL_ENV})",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=float,
+        default=None,
+        help="seconds one provider call may take in all, retries included (default: 10)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(
@@ -264,11 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(actions, "list", _cmd_accounts_list, "list the proxy accounts")
     sub.add_argument("--show-passwords", action="store_true", help="show passwords in clear")
     sub = command(actions, "add", _cmd_accounts_add, "add proxy accounts in one batch")
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub.epilog = _ADD_EPILOG
     sub.add_argument(
         "credentials",
         nargs="+",
-        metavar="USER:PASS",
-        help="username and password, letters and digits only",
+        metavar="USER",
+        help="a username (its password is asked for, or read from stdin, one line per USER); "
+        "'-' reads USER:PASS lines from stdin; USER:PASS works too but is less safe (below)",
     )
     sub.add_argument("--remark", default="", help="at most 64 Latin or 32 CJK characters")
     sub.add_argument(
@@ -295,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "password",
         metavar="PASS",
-        help="the new password; '-' reads it from stdin (keeps it out of shell history)",
+        nargs="?",
+        default="-",
+        help="the new password; '-' or nothing: asked for (hidden) on a terminal, else read "
+        "from the first line of stdin (a password given here is visible to other users in ps)",
     )
     sub = command(actions, "set-remark", _cmd_set_remark, "change an account's remark")
     sub.add_argument("username", metavar="USER")
@@ -395,7 +442,10 @@ def _client(args: argparse.Namespace) -> ProviderClient:
         )
     from .api import ProviderClient
 
-    return ProviderClient(base_url=api_url)
+    timeout = getattr(args, "timeout", None)
+    if timeout is None:
+        return ProviderClient(base_url=api_url)
+    return ProviderClient(base_url=api_url, timeout=timeout)
 
 
 _SHORT_PRODUCT_TYPES = {
@@ -478,6 +528,19 @@ def _write_done(
 # -- accounts -------------------------------------------------------------------------------------
 
 
+def _without_passwords(accounts: Sequence[Account]) -> list[Account]:
+    """The accounts with every listed password masked in their remarks: a remark that repeats
+    a password (users write them there) must not show it when the password column does not."""
+    passwords = sorted({a.password for a in accounts if a.password}, key=len, reverse=True)
+
+    def masked(remark: str) -> str:
+        for password in passwords:
+            remark = remark.replace(password, PASSWORD_MASK)
+        return remark
+
+    return [dataclasses.replace(a, remark=masked(a.remark)) for a in accounts]
+
+
 def _account_json(account: Account, show_password: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"id": account.id, "username": account.username}
     if show_password:
@@ -495,6 +558,8 @@ def _account_json(account: Account, show_password: bool) -> dict[str, Any]:
 def _cmd_accounts_list(args: argparse.Namespace, out: _Output) -> int:
     with _client(args) as client:
         accounts = client.list_accounts()
+    if not args.show_passwords:
+        accounts = _without_passwords(accounts)
     if out.as_json:
         out.json([_account_json(a, args.show_passwords) for a in accounts])
         return EXIT_OK
@@ -527,21 +592,63 @@ def _cmd_accounts_list(args: argparse.Namespace, out: _Output) -> int:
     return EXIT_OK
 
 
-def _credentials(pairs: Iterable[str]) -> dict[str, str]:
-    """``USER:PASS`` arguments -> ``{user: password}``. Messages name the account by position
-    and username, never echo a password."""
-    credentials: dict[str, str] = {}
-    for number, pair in enumerate(pairs, 1):
-        user, sep, password = pair.partition(":")
-        if not sep:
+def _credentials(arguments: Sequence[str], out: _Output) -> dict[str, str]:
+    """``{user: password}`` from the arguments of ``accounts add``: ``USER`` (the password from a
+    prompt or a line of stdin), ``-`` (``USER:PASS`` lines on stdin) or ``USER:PASS`` (warned
+    about). Messages name an account by position and username, never echo a password."""
+    if "-" in arguments:
+        if len(arguments) > 1:
             raise ConfigError(
-                f"account {number}: expected USER:PASS (no ':' found)", field="accounts"
+                "'-' reads every account from stdin; give no other USER with it",
+                field="accounts",
             )
+        return _checked_accounts(_stdin_accounts(), "line")
+    entries: list[tuple[int, str, str | None]] = []
+    for number, argument in enumerate(arguments, 1):
+        user, sep, password = argument.partition(":")
+        entries.append((number, user, password if sep else None))
+    if any(password is not None for _, _, password in entries):
+        safer = "'accounts add USER' (the password from a prompt or stdin) or 'accounts add -' "
+        out.error(ARGV_PASSWORD_WARNING.format(safer=safer + "(USER:PASS lines on stdin)"))
+    # Usernames are checked before asking for any password.
+    _checked_accounts([(n, user, "x") for n, user, _ in entries], "account")
+    asked = [(n, user, _read_secret(f"Password for {user}: ", f"password for {user}"))
+             if password is None else (n, user, password)
+             for n, user, password in entries]  # fmt: skip
+    return _checked_accounts(asked, "account")
+
+
+def _stdin_accounts() -> list[tuple[int, str, str]]:
+    """``USER:PASS`` lines from stdin, numbered as read; blank lines and ``#`` comments
+    skipped. At most ``MAX_STDIN_BYTES`` are read."""
+    text = sys.stdin.read(MAX_STDIN_BYTES + 1) if sys.stdin is not None else ""
+    if len(text) > MAX_STDIN_BYTES:
+        raise ConfigError(
+            f"stdin holds more than {MAX_STDIN_BYTES // 1024} KiB; add the accounts in batches",
+            field="accounts",
+        )
+    entries = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep:
+            raise ConfigError(f"line {number}: expected USER:PASS (no ':' found)", field="accounts")
+        entries.append((number, user, password))
+    if not entries:
+        raise ConfigError("no USER:PASS line on stdin", field="accounts")
+    return entries
+
+
+def _checked_accounts(entries: Iterable[tuple[int, str, str]], label: str) -> dict[str, str]:
+    credentials: dict[str, str] = {}
+    for number, user, password in entries:
         try:
             check_alnum(user, "username")
         except ConfigError:
             raise ConfigError(
-                f"account {number}: the username may contain only letters A-Z, a-z and digits "
+                f"{label} {number}: the username may contain only letters A-Z, a-z and digits "
                 "0-9 (1 to 64 characters)",
                 field="username",
             ) from None
@@ -549,18 +656,20 @@ def _credentials(pairs: Iterable[str]) -> dict[str, str]:
             check_alnum(password, "password")
         except ConfigError:
             raise ConfigError(
-                f"account {number} ({user}): the password may contain only letters A-Z, a-z "
+                f"{label} {number} ({user}): the password may contain only letters A-Z, a-z "
                 "and digits 0-9 (1 to 64 characters)",
                 field="password",
             ) from None
         if user in credentials:
-            raise ConfigError(f"account {number}: username {user} given twice", field="username")
+            raise ConfigError(f"{label} {number}: username {user} given twice", field="username")
         credentials[user] = password
     return credentials
 
 
 def _cmd_accounts_add(args: argparse.Namespace, out: _Output) -> int:
-    credentials = _credentials(args.credentials)
+    credentials = _credentials(args.credentials, out)
+    for password in credentials.values():
+        out.keep_secret(password)
     with _client(args) as client:
         client.add_accounts(credentials, product_type=args.product_type, remark=args.remark)
     names = list(credentials)
@@ -605,18 +714,33 @@ def _cmd_accounts_disable(args: argparse.Namespace, out: _Output) -> int:
     )
 
 
-def _read_password() -> str:
-    """The new password from stdin: a hidden prompt on a terminal, else the first line."""
+def _read_secret(prompt: str, what: str) -> str:
+    """A secret from stdin: a hidden prompt on a terminal, else the next line (at most
+    ``MAX_STDIN_LINE`` characters, so a file piped by mistake is not read whole)."""
     if sys.stdin is not None and sys.stdin.isatty():
         import getpass
 
-        return getpass.getpass("New password: ")
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    return line.rstrip("\r\n")
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline(MAX_STDIN_LINE + 1) if sys.stdin is not None else ""
+    if not line:
+        raise ConfigError(f"no {what} on stdin", field="password")
+    secret = line.rstrip("\r\n")
+    if len(secret) > MAX_STDIN_LINE:
+        raise ConfigError(
+            f"the {what} read from stdin is longer than {MAX_STDIN_LINE} characters",
+            field="password",
+        )
+    return secret
 
 
 def _cmd_set_password(args: argparse.Namespace, out: _Output) -> int:
-    password = _read_password() if args.password == "-" else args.password
+    if args.password == "-":
+        password = _read_secret("New password: ", "new password")
+    else:
+        safer = "'accounts set-password USER' (the password from a prompt or stdin)"
+        out.error(ARGV_PASSWORD_WARNING.format(safer=safer))
+        password = args.password
+    out.keep_secret(password)
     with _client(args) as client:
         client.change_password(args.username, password)
     return _write_done(

@@ -432,16 +432,18 @@ def test_timeout(slow_server: HTTPServer, endpoint: Endpoint) -> None:
         endpoint.call(client)
 
 
-def test_get_retries_timeouts_with_backoff(slow_server: HTTPServer) -> None:
+def test_a_timeout_is_not_retried_past_the_deadline(slow_server: HTTPServer) -> None:
+    """``timeout`` bounds the whole call, retries included: an attempt that timed out used it
+    all, so no retry follows (tests/test_api_bounds.py checks the bound itself)."""
     slow_server.clear()
     slow_server.expect_request(ACCOUNTS_PATH).respond_with_handler(sleepy(0.4))
     sleep = SleepRecorder()
     client = make_client(slow_server, timeout=0.1, retries=2, backoff=0.25, sleep=sleep)
 
-    with pytest.raises(ApiConnectionError):
+    with pytest.raises(ApiConnectionError, match=r"did not answer within 0\.1 s"):
         client.list_accounts()
 
-    assert sleep.calls == [0.25, 0.5]
+    assert sleep.calls == []
 
 
 # -- retries ------------------------------------------------------------------------------------

@@ -413,7 +413,116 @@ def test_accounts_add(provider: HTTPServer, api_url: str, as_json: bool) -> None
     else:
         assert result.out == "Added 2 accounts (dynamic residential ip): carol3, dave4\n"
     assert "PwCarol1" not in result.out + result.err
+    # Still works, but says why the stdin forms are safer (the password is in argv now).
+    assert result.err.startswith("proxypool: warning: a password on the command line")
+    assert "accounts add -" in result.err
+
+
+ADD_PATH = f"{PREFIX}/whitelist-account/add"
+
+
+@BOTH_MODES
+def test_accounts_add_reads_passwords_from_stdin(
+    provider: HTTPServer, api_url: str, as_json: bool
+) -> None:
+    """``accounts add USER...``: one password per line on stdin, in the order of the users,
+    as ``set-password USER -`` reads its one; nothing secret in argv, no warning."""
+    serve(provider, "POST", ADD_PATH, None)
+
+    result = run_cli(
+        *mode(as_json), "accounts", "add", "carol3", "dave4", "--product-type", "11",
+        stdin="PwCarol1\nPwDave2\n", api_url=api_url,
+    )  # fmt: skip
+
+    assert result.rc == 0, result.err
+    assert sent(provider) == [
+        post(ADD_PATH, accounts="carol3:PwCarol1,dave4:PwDave2", remark="", product_type=11)
+    ]
+    assert "PwCarol1" not in result.out + result.err
     assert result.err == ""
+
+
+def test_accounts_add_dash_reads_user_pass_lines(provider: HTTPServer, api_url: str) -> None:
+    serve(provider, "POST", ADD_PATH, None)
+    lines = "# batch 7\ncarol3:PwCarol1\n\n  dave4:PwDave2  \r\n"
+
+    result = run_cli("accounts", "add", "-", "--remark", "b7", stdin=lines, api_url=api_url)
+
+    assert result.rc == 0, result.err
+    assert sent(provider) == [
+        post(ADD_PATH, accounts="carol3:PwCarol1,dave4:PwDave2", remark="b7", product_type=9)
+    ]
+    assert result.out == "Added 2 accounts (dynamic residential traffic): carol3, dave4\n"
+    assert result.err == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "said"),
+    [
+        (("carol3",), "", "no password for carol3 on stdin"),
+        (("carol3", "dave4"), "PwCarol1\n", "no password for dave4 on stdin"),
+        (("carol3",), "Pw Carol!\n", "account 1 (carol3): the password may contain only"),
+        (("-",), "", "no USER:PASS line on stdin"),
+        (("-",), "carol3\n", "line 1: expected USER:PASS"),
+        (("-",), "carol3:PwCarol1\ncarol3:PwOther2\n", "username carol3 given twice"),
+        (("-", "dave4"), "carol3:PwCarol1\n", "'-' reads every account from stdin"),
+        (("carol3",), "x" * 5_000_000, "longer than"),
+        (("-",), "carol3:PwCarol1\n" * 400_000, "more than"),
+    ],
+    ids=[
+        "no-line", "one-line-for-two", "bad-password", "dash-empty", "dash-no-colon",
+        "dash-twice", "dash-and-user", "huge-line", "huge-input",
+    ],
+)  # fmt: skip
+def test_accounts_add_stdin_errors_send_nothing(
+    provider: HTTPServer, api_url: str, argv: tuple[str, ...], stdin: str, said: str
+) -> None:
+    result = run_cli("accounts", "add", *argv, stdin=stdin, api_url=api_url)
+
+    assert result.rc == 2, result.err
+    assert said in one_error_line(result)
+    assert provider.log == []
+    assert "PwCarol1" not in result.err and "PwOther2" not in result.err
+
+
+def test_accounts_add_help_documents_the_stdin_forms() -> None:
+    result = run_cli("accounts", "add", "--help", api_url=None)
+
+    assert result.rc == 0
+    text = " ".join(result.out.split())
+    assert "accounts add USER" in text and "stdin" in text
+    assert "visible to other users" in text  # why USER:PASS in argv is the less safe form
+
+
+def test_set_password_from_huge_stdin_is_refused(provider: HTTPServer, api_url: str) -> None:
+    result = run_cli(
+        "accounts", "set-password", "alice01", "-", stdin="y" * 5_000_000, api_url=api_url
+    )
+
+    assert result.rc == 2
+    assert "longer than" in one_error_line(result)
+    assert provider.log == []
+
+
+@BOTH_MODES
+def test_accounts_list_masks_a_password_written_into_a_remark(
+    provider: HTTPServer, api_url: str, as_json: bool
+) -> None:
+    """Without --show-passwords no password shows, not even one a remark repeats."""
+    accounts = json.loads(json.dumps(ACCOUNTS))
+    accounts["list"][0]["remark"] = "pw PwAlice777 (team a)"
+    accounts["list"][1]["remark"] = "same as alice: PwAlice777"
+    serve(provider, "GET", f"{PREFIX}/whitelist-account/list", accounts)
+
+    result = run_cli(*mode(as_json), "accounts", "list", api_url=api_url)
+
+    assert result.rc == 0, result.err
+    assert "PwAlice777" not in result.out
+    if as_json:
+        assert result.json()[0]["remark"] == f"pw {MASK} (team a)"
+        assert result.json()[1]["remark"] == f"same as alice: {MASK}"
+    shown = run_cli(*mode(as_json), "accounts", "list", "--show-passwords", api_url=api_url)
+    assert "pw PwAlice777 (team a)" in shown.out
 
 
 @pytest.mark.parametrize(
@@ -459,6 +568,7 @@ def test_accounts_set_password(provider: HTTPServer, api_url: str, as_json: bool
         post(f"{PREFIX}/whitelist-account/change-password", account="alice01", password="NewPw2024")
     ]
     assert "NewPw2024" not in result.out + result.err
+    assert "warning: a password on the command line" in result.err
     said = result.err if as_json else result.out
     assert "about 5 minutes" in said
     assert "old password" in said
@@ -951,7 +1061,8 @@ USAGE_ERRORS = {
     "no-command": ([], "required: COMMAND"),
     "no-action": (["accounts"], "required: ACTION"),
     "unknown-command": (["frobnicate"], "invalid choice: 'frobnicate'"),
-    "add-no-colon": (["accounts", "add", "carolPwCarol1"], "account 1: expected USER:PASS"),
+    # (``accounts add USER`` without ':' reads the password from stdin: see the stdin tests.)
+    "add-dash-and-user": (["accounts", "add", "-", "carol3"], "'-' reads every account"),
     "add-bad-user": (["accounts", "add", "ok1:Pw1", "car ol:Pw2"], "account 2: the username"),
     "add-empty-password": (["accounts", "add", "carol3:"], "account 1 (carol3): the password"),
     "add-twice": (["accounts", "add", "a1:Pw1", "a1:Pw2"], "username a1 given twice"),
@@ -1113,6 +1224,21 @@ def test_set_password_from_stdin(
         )
     ]
     assert "FromStdin42" not in result.out + result.err
+
+
+def test_set_password_without_pass_reads_stdin(provider: HTTPServer, api_url: str) -> None:
+    serve(provider, "POST", f"{PREFIX}/whitelist-account/change-password", None)
+
+    result = run_cli("accounts", "set-password", "alice01", stdin="FromStdin42\n", api_url=api_url)
+
+    assert result.rc == 0, result.err
+    assert sent(provider) == [
+        post(
+            f"{PREFIX}/whitelist-account/change-password", account="alice01", password="FromStdin42"
+        )
+    ]
+    assert "FromStdin42" not in result.out + result.err
+    assert "warning" not in result.err
 
 
 @pytest.mark.usefixtures("env")

@@ -391,7 +391,8 @@ def test_cli_output_leaks_no_secret(world: SimWorld, echo_provider: HTTPServer) 
         runs[label] = proc
         return proc
 
-    run("add", "accounts", "add", f"{ACCOUNT_USER}:{ACCOUNT_PASSWORD}", "--remark", "t", code=0)
+    run("add", "accounts", "add", ACCOUNT_USER, "--remark", "t", code=0,
+        stdin=ACCOUNT_PASSWORD + "\n")  # fmt: skip
     table = run("list", "accounts", "list", code=0)
     listed = run("list --json", "--json", "accounts", "list", code=0)
     assert ACCOUNT_USER in table.stdout
@@ -420,6 +421,28 @@ def test_cli_output_leaks_no_secret(world: SimWorld, echo_provider: HTTPServer) 
         "echo: post": ("accounts", "enable", ACCOUNT_USER),
     }.items():
         run(label, *argv, code=1, api_url=echo)
+    # A provider echoing the body it received puts the submitted passwords into its message.
+    run(
+        "echo: add",
+        "accounts",
+        "add",
+        "-",
+        code=1,
+        api_url=echo,
+        stdin=f"{ACCOUNT_USER}:{ACCOUNT_PASSWORD}\n{ACCOUNT_USER}2:{NEW_ACCOUNT_PASSWORD}\n",
+    )
+    run(
+        "echo: add --json",
+        "--json",
+        "accounts",
+        "add",
+        ACCOUNT_USER,
+        code=1,
+        api_url=echo,
+        stdin=ACCOUNT_PASSWORD + "\n",
+    )
+    run("echo: set-password", "accounts", "set-password", ACCOUNT_USER, code=1, api_url=echo,
+        stdin=NEW_ACCOUNT_PASSWORD + "\n")  # fmt: skip
     # A key with characters URLs encode: its percent-encoded echo must not show either.
     run("echo: odd key", "accounts", "list", code=1, api_url=echo, key=ODD_KEY)
     run("key in --api-url", "--api-url", f"{echo}?app_key={APP_KEY}", "usage", code=2)
