@@ -1100,6 +1100,27 @@ def test_explicit_proxies_keep_their_own_credentials_through_a_redirect(
     assert all(hit.header("Proxy-Authorization") is None for hit in site.hits())
 
 
+def test_session_proxies_overridden_by_the_environment_leave_the_pool_in_charge(
+    target_site: TargetSite,
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests merges the environment's proxy over session.proxies (psf/requests#2018): the
+    # adapter then sees the environment's, and the pool, not the environment, carries it.
+    corp = recording_proxy("corp", CORP_AUTH)
+    mine = recording_proxy("mine")
+    monkeypatch.setenv("HTTP_PROXY", corp.proxy.url)
+    pooled = recording_proxy("pooled")
+    session = sessions(make_pool([pooled.proxy]))
+    session.proxies = {"http": mine.proxy.url}
+
+    assert session.get(target_site.url_for("/echo"), timeout=10).ok
+
+    assert (corp.received(), mine.received()) == ([], [])
+    assert [hit.relay for hit in target_site.hits()] == ["pooled"]
+
+
 def test_a_redirect_to_a_no_proxy_host_still_goes_through_the_pool(
     target_site: TargetSite,
     make_target_site: Callable[..., TargetSite],
