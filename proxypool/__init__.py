@@ -8,6 +8,7 @@ import logging
 from ._version import __version__
 from .adapters import (
     NoProxyAvailable,
+    PoolBypassRefused,
     ProxyBanned,
     ProxyPoolAdapter,
     ProxyRequestFailed,
@@ -64,6 +65,7 @@ __all__ = [
     "LocationItem",
     "NoProxyAvailable",
     "Order",
+    "PoolBypassRefused",
     "PoolExhausted",
     "PoolStats",
     "Product",

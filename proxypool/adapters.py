@@ -13,46 +13,62 @@ CONNECT tunnels for https, connection pooling per proxy. Around that it
   may be the target's slowness: it counts against the proxy only when another proxy then gets
   the target's answer for the same request (at most once per proxy and request);
 - retries a failed or banned request on another proxy, up to ``max_proxy_retries`` times, when
-  the request body can be replayed. After a failure that may have struck once the target had the
-  request (a read timeout, a connection dropped while waiting for the answer) only idempotent
-  methods are retried (urllib3's ``Retry.DEFAULT_ALLOWED_METHODS``: GET, HEAD, PUT, DELETE,
-  OPTIONS, TRACE), so a POST is never sent twice. The final failure raises
+  the request body can be replayed. After a ban (the site answered, so it has the request) or a
+  failure that may have struck once the target had the request (a read timeout, a connection
+  dropped while waiting for the answer) only idempotent methods are retried (urllib3's
+  ``Retry.DEFAULT_ALLOWED_METHODS``: GET, HEAD, PUT, DELETE, OPTIONS, TRACE), so a POST is never
+  sent twice. The final failure raises
   :class:`ProxyRequestFailed` or :class:`ProxyBanned`, naming the proxies tried (host:port only);
 - raises :class:`NoProxyAvailable` when the pool cannot supply a proxy: the request is never sent
   directly;
+- gives a pool proxy its own credentials or none: any ``Proxy-Authorization`` header on the
+  request (the application's, ``HTTPProxyAuth``, or the one requests' ``rebuild_proxies()`` adds
+  for an environment proxy after a redirect) is dropped before it goes through a pool proxy, so
+  neither the pool proxy nor, through a CONNECT tunnel, the site ever sees it;
 - lets an explicit proxy win: ``proxies=`` on the call, or the session's ``proxies`` setting,
   skips the pool for that request (proxies from the environment, ``HTTP_PROXY`` and friends, do
-  not: with the pool mounted, the pool decides);
+  not: with the pool mounted, the pool decides; a proxy equal to one of the environment's counts
+  as the environment's, whatever ``NO_PROXY`` says);
 - drops urllib3's per-proxy connection managers when a proxy leaves the pool (expired, evicted),
   so memory stays flat over long runs: ``HTTPAdapter.proxy_manager`` otherwise keeps one manager,
   with its open connections, for every proxy URL it ever saw (psf/requests#5726).
+
+:func:`wrap_session` makes the pool the only way out of the session: it refuses a session with an
+adapter mounted for any other prefix (``https://api.x/v2/``, ``ftp://``...), refuses such a mount
+afterwards, and refuses at send time a request whose adapter is not a :class:`ProxyPoolAdapter`
+(one slipped past ``mount``), redirects included. ``file://`` URLs are the exception: they read
+local files and never touch the network, so an adapter for them (requests-file's) is kept.
 
 Exceptions (each is a ``ProxyPoolError`` and a ``requests.RequestException``)::
 
     NoProxyAvailable     PoolExhausted + requests.ConnectionError: the pool had no proxy to give
     ProxyRequestFailed   ProxyPoolError + requests.ConnectionError: every proxy tried failed
     ProxyBanned          ProxyPoolError + requests.HTTPError: every proxy tried was banned
+    PoolBypassRefused    ConfigError + requests.InvalidSchema: an adapter that is not the pool's
+                         would carry the URL; raised at wrap, mount or send time, nothing sent
 
 Thread-safety: one adapter (one session) may be shared by any number of threads.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.exceptions import ConnectTimeout, InvalidURL, ProxyError, ReadTimeout, SSLError
 from requests.models import PreparedRequest, Response
-from requests.utils import get_environ_proxies, prepend_scheme_if_needed, rewind_body, select_proxy
+from requests.utils import prepend_scheme_if_needed, rewind_body, select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, LocationValueError
 from urllib3.util.retry import Retry
@@ -68,6 +84,7 @@ from .pool import GeoLike, ProxyPool
 
 __all__ = [
     "NoProxyAvailable",
+    "PoolBypassRefused",
     "ProxyBanned",
     "ProxyPoolAdapter",
     "ProxyRequestFailed",
@@ -92,6 +109,8 @@ _PROXY_AUTH_REQUIRED = 407
 _MAX_ERROR_TEXT = 300
 _MAX_PROXY_RETRIES = 100
 _MAX_POOL_TIMEOUT = 24 * 3600.0  # seconds
+# The prefixes wrap_session mounts the pool on; any other adapter of the session is refused.
+_POOL_PREFIXES = ("https://", "http://")
 
 
 class NoProxyAvailable(PoolExhausted, requests.exceptions.ConnectionError):
@@ -149,6 +168,23 @@ class ProxyBanned(ProxyPoolError, requests.exceptions.HTTPError):
     ) -> None:
         super().__init__(message, response=response, request=request)
         self.proxies_tried = proxies_tried
+
+
+class PoolBypassRefused(ConfigError, requests.exceptions.InvalidSchema):
+    """An adapter that is not a :class:`ProxyPoolAdapter` would carry a URL of a session wrapped
+    by :func:`wrap_session`, so it would leave without the pool: refused when wrapping, when
+    mounting, or (for one slipped past ``mount``) when sending; nothing is sent.
+
+    A ``ConfigError`` (``field`` names ``session`` or ``adapter``), and requests'
+    ``InvalidSchema``, which requests itself raises when no adapter fits a URL. ``request`` is
+    set when raised at send time.
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, request: PreparedRequest | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.request = request
 
 
 class _ProxyDeparted:
@@ -211,8 +247,12 @@ class ProxyPoolAdapter(HTTPAdapter):
         if session_key is not None:
             try:
                 hash(session_key)
-            except TypeError:
-                raise ConfigError("session_key must be hashable", field="session_key") from None
+            except Exception:  # TypeError, or whatever a custom __hash__ raises
+                raise ConfigError(
+                    f"session_key must be hashable (a str, int or tuple of them), not "
+                    f"{type(session_key).__name__}",
+                    field="session_key",
+                ) from None
         # Validates the statuses (ConfigError naming ban_statuses) and freezes them.
         self.ban_statuses = StatusBanPolicy(ban_statuses).statuses
         # A malformed geo fails here; whether the place exists, the pool checks on first use.
@@ -244,6 +284,7 @@ class ProxyPoolAdapter(HTTPAdapter):
         url = request.url or ""
         if proxies and self._explicit_proxy(url, proxies):
             return super().send(request, stream, timeout, verify, cert, dict(proxies))
+        _drop_proxy_authorization(request)
         if self._listener is None:
             # Used again after close() (requests allows it, and threads of a request storm may
             # still be sending): listen again, or managers of departed proxies would pile up.
@@ -325,6 +366,13 @@ class ProxyPoolAdapter(HTTPAdapter):
                     last_ban.close()
                 last_ban = response
                 last_error = None
+                if method not in _IDEMPOTENT_METHODS:
+                    # The site answered, so it has the request: a POST is not sent again.
+                    if attempt + 1 < attempts:
+                        stop_note = (
+                            f" ({method} is not idempotent and reached the target, so no retry)"
+                        )
+                    break
                 continue
             if last_ban is not None:
                 last_ban.close()
@@ -391,12 +439,15 @@ class ProxyPoolAdapter(HTTPAdapter):
 
     def _explicit_proxy(self, url: str, proxies: Mapping[str, str]) -> bool:
         """Whether ``proxies`` names a proxy for ``url`` that the caller chose (the call's or the
-        session's), rather than one requests merged in from the environment."""
+        session's), rather than one requests merged in from the environment.
+
+        Compared with every proxy of the environment, for any scheme and whatever ``NO_PROXY``
+        says: after a redirect, requests keeps the first URL's environment proxy in the mapping,
+        and for a host in ``NO_PROXY`` that proxy would otherwise look chosen by the caller."""
         chosen = select_proxy(url, dict(proxies))
         if not chosen:
             return False
-        environment = get_environ_proxies(url, no_proxy=proxies.get("no_proxy"))
-        return bool(select_proxy(url, environment) != chosen)
+        return chosen not in getproxies().values()
 
     def _take(
         self, request: PreparedRequest, domain: str | None, tried: list[Proxy], *, sticky: bool
@@ -466,18 +517,113 @@ def wrap_session(
     adapter for both, replacing the session's) and return the session. ``kwargs`` go to the
     adapter (``session_key=``, ``ban_statuses=``, ``max_proxy_retries=``, ...).
 
-    Every argument is checked first: on a ``ConfigError`` the session is left as it was."""
+    From then on the pool is the session's only way out: ``session.adapters`` refuses an
+    adapter that is not a ``ProxyPoolAdapter`` (``session.mount`` raises
+    :class:`PoolBypassRefused`), and the session's ``get_adapter`` refuses one slipped in
+    another way, so such a request raises before anything is sent. A ``ProxyPoolAdapter`` may be
+    mounted for any prefix (other settings for one API, say), and any adapter for ``file://``
+    (local files, no network).
+
+    Every argument is checked first: on a ``ConfigError`` the session is left as it was. A
+    session that already has another adapter for a prefix other than ``http://`` and
+    ``https://`` (``https://api.x/v2/``, ``ftp://``) is refused (:class:`PoolBypassRefused`):
+    it would send those URLs directly. Remove it or mount a ``ProxyPoolAdapter`` there first."""
     if not isinstance(session, requests.Session):
         raise ConfigError(
             f"session must be a requests.Session, not {type(session).__name__}", field="session"
         )
+    _refuse_unpooled_adapters(session)
     adapter = ProxyPoolAdapter(pool, geo=geo, **kwargs)
-    for prefix in ("https://", "http://"):
+    for prefix in _POOL_PREFIXES:
         previous = session.adapters.get(prefix)
         session.mount(prefix, adapter)
         if previous is not None and previous is not adapter:
             previous.close()
+    if not isinstance(session.adapters, _PooledAdapters):
+        session.adapters = _PooledAdapters(session.adapters)
+    if not isinstance(vars(session).get("get_adapter"), _PooledGetAdapter):
+        # Session.send() and its redirects look the adapter up through this method: the one place
+        # that sees every request, whatever happened to session.adapters since.
+        session.get_adapter = _PooledGetAdapter(session)  # type: ignore[method-assign]
     return session
+
+
+def _carries_through_pool(prefix: str, adapter: BaseAdapter) -> bool:
+    """Whether ``adapter``, mounted for ``prefix``, keeps a wrapped session's promise: it is the
+    pool's, or it can only serve ``file:`` URLs, which read local files."""
+    return isinstance(adapter, ProxyPoolAdapter) or prefix.lower().startswith("file:")
+
+
+def _refuse_unpooled_adapters(session: requests.Session) -> None:
+    """Before wrapping: every adapter wrap_session will not replace must carry through the pool."""
+    unpooled = [
+        f"{_shown_prefix(prefix)} ({type(adapter).__name__})"
+        for prefix, adapter in session.adapters.items()
+        if prefix not in _POOL_PREFIXES and not _carries_through_pool(prefix, adapter)
+    ]
+    if unpooled:
+        raise PoolBypassRefused(
+            f"session has adapters that would send without the pool: {', '.join(unpooled)}. "
+            "Remove them (del session.adapters[prefix]) or mount a ProxyPoolAdapter for those "
+            "prefixes, then wrap the session",
+            field="session",
+        )
+
+
+class _PooledAdapters(collections.OrderedDict[str, BaseAdapter]):
+    """``session.adapters`` of a wrapped session: refuses an adapter that would send without the
+    pool (``Session.mount`` stores through ``__setitem__``; ``update`` and ``setdefault`` do
+    too), before anything changes."""
+
+    def __setitem__(self, prefix: str, adapter: BaseAdapter) -> None:
+        if not _carries_through_pool(prefix, adapter):
+            raise PoolBypassRefused(
+                f"cannot mount {type(adapter).__name__} for {_shown_prefix(prefix)} on a session "
+                "wrapped by wrap_session: it would send those URLs without the pool. Mount a "
+                "ProxyPoolAdapter there (ProxyPoolAdapter(pool, ...) takes HTTPAdapter's "
+                "arguments too), or use another session for them",
+                field="adapter",
+            )
+        super().__setitem__(prefix, adapter)
+
+
+class _PooledGetAdapter:
+    """``get_adapter`` of a wrapped session: the session class's own lookup, then a refusal of an
+    adapter that is not the pool's (slipped in past ``mount``: the mapping replaced, or written
+    with ``dict`` methods), for any URL but ``file:``. Holds the session weakly, so the session
+    and this attribute of it form no reference cycle. Thread-safe (reads only)."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = weakref.ref(session)
+        self._lookup = type(session).get_adapter
+
+    def __call__(self, url: str) -> BaseAdapter:
+        session = self._session()
+        if session is None:  # only reachable through a reference to this object kept elsewhere
+            raise RuntimeError("the session this lookup belonged to is gone")
+        adapter = self._lookup(session, url)
+        if isinstance(adapter, ProxyPoolAdapter) or url.lower().startswith("file:"):
+            return adapter
+        prefix = next((p for p, a in session.adapters.items() if a is adapter), "")
+        raise PoolBypassRefused(
+            f"{_describe_url(url)}: not sent: the session's adapter for it, "
+            f"{type(adapter).__name__} mounted for {_shown_prefix(prefix)}, would send it "
+            "without the pool (it was not mounted with session.mount, which refuses it). Remove it "
+            "(del session.adapters[prefix]) or mount a ProxyPoolAdapter for that prefix",
+            field="adapter",
+        )
+
+
+def _drop_proxy_authorization(request: PreparedRequest) -> None:
+    """Remove every ``Proxy-Authorization`` header from ``request`` before it goes through a pool
+    proxy: requests adds that proxy's own from its URL (``proxy_headers``: to the CONNECT for
+    https). Anything else there (the application's, ``HTTPProxyAuth``, an environment proxy's
+    that ``rebuild_proxies()`` adds after a redirect) is no credential of the pool proxy's, and
+    inside a CONNECT tunnel it would even reach the site."""
+    headers: MutableMapping[str, str] = request.headers
+    for name in [name for name in headers if name.lower() == "proxy-authorization"]:
+        del headers[name]
+        logger.debug("dropped a Proxy-Authorization header not meant for the pool's proxy")
 
 
 def _check_adapter_kwargs(kwargs: Mapping[str, Any]) -> None:
@@ -574,10 +720,25 @@ def _discard(response: Response) -> None:
 
 def _describe(request: PreparedRequest) -> str:
     """``METHOD scheme://host[:port]/path``: no credentials, no query string."""
-    parts = urlsplit(request.url or "")
+    return f"{request.method} {_describe_url(request.url or '')}"
+
+
+def _describe_url(url: str) -> str:
+    """``scheme://host[:port]/path``: no credentials, no query string."""
+    parts = urlsplit(url)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{request.method} {parts.scheme}://{host}{port}{parts.path}"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is no number: shown as no port
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _shown_prefix(prefix: str) -> str:
+    """A mounted prefix as it may appear in a message: quoted, without credentials or query."""
+    if "@" in prefix or "?" in prefix:
+        return repr(_describe_url(prefix))
+    return repr(prefix)
 
 
 def _error_text(exc: BaseException, tried: list[Proxy]) -> str:

@@ -8,6 +8,8 @@ relays' addresses.
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextlib
 import gc
 import io
@@ -15,6 +17,7 @@ import itertools
 import logging
 import random
 import socket
+import socketserver
 import threading
 import time
 import traceback
@@ -23,16 +26,21 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from pytest_httpserver import HTTPServer
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.models import Response
+from requests_file import FileAdapter
 from urllib3.util.retry import Retry
 
 from proxypool.adapters import (
     NoProxyAvailable,
+    PoolBypassRefused,
     ProxyBanned,
     ProxyPoolAdapter,
     ProxyRequestFailed,
@@ -44,7 +52,7 @@ from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.policy import Backoff
 from proxypool.pool import ProxyPool
-from proxypool.sim.relays import RelayFleet, port_for_source_ip
+from proxypool.sim.relays import RELAY_HEADER, RelayFleet, port_for_source_ip, source_ip_for_port
 from proxypool.sim.target import CAPTCHA_MARKER, TargetSite
 
 MakeFleet = Callable[..., RelayFleet]
@@ -287,6 +295,180 @@ def slow_site(relay_fleet: RelayFleet) -> Iterator[SlowSite]:
     site = SlowSite(relay_fleet)
     yield site
     site.close()
+
+
+# Headers a proxy consumes (and the relay header it sets itself) rather than forwarding.
+_HOP_HEADERS = frozenset({"proxy-authorization", "proxy-connection", RELAY_HEADER.lower()})
+
+
+class _RecordingProxyHandler(socketserver.StreamRequestHandler):
+    """One client connection of a :class:`RecordingProxy`: requests in turn (keep-alive)."""
+
+    server: RecordingProxy
+
+    def handle(self) -> None:
+        self._upstream: tuple[str, int] | None = None
+        self._upstream_conn: socket.socket | None = None
+        self._upstream_in: Any = None
+        try:
+            while (head := _read_head(self.rfile)) is not None:
+                request_line, headers = head
+                method, target = request_line.split(" ")[:2]
+                body = self.rfile.read(int(_header(headers, "Content-Length") or 0))
+                auth = _header(headers, "Proxy-Authorization")
+                self.server.record(f"{method} {target}", auth)
+                if self.server.expected is not None and auth != self.server.expected:
+                    self.wfile.write(
+                        b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                        b'Proxy-Authenticate: Basic realm="test"\r\n'
+                        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    return
+                if method == "CONNECT":
+                    host, port = target.rsplit(":", 1)
+                    self._tunnel(host, int(port))
+                    return
+                self._forward(method, target, headers, body)
+        except OSError:
+            return
+        finally:
+            if self._upstream_conn is not None:
+                self._upstream_conn.close()
+
+    def _forward(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """Send a plain-http request on to its site (origin-form) and its answer back."""
+        parts = urlsplit(target)
+        where = (parts.hostname or "", parts.port or 80)
+        if where != self._upstream:
+            if self._upstream_conn is not None:
+                self._upstream_conn.close()
+            self._upstream_conn = self.server.connect(*where)
+            self._upstream_in = self._upstream_conn.makefile("rb")
+            self._upstream = where
+        assert self._upstream_conn is not None
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        kept = [(k, v) for k, v in headers if k.lower() not in _HOP_HEADERS]
+        kept.append((RELAY_HEADER, self.server.name))
+        lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in kept)]
+        self._upstream_conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        answer = _read_head(self._upstream_in)
+        assert answer is not None
+        status_line, answer_headers = answer
+        length = int(_header(answer_headers, "Content-Length") or 0)
+        answer_body = self._upstream_in.read(length)
+        out = [status_line, *(f"{k}: {v}" for k, v in answer_headers)]
+        self.wfile.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + answer_body)
+
+    def _tunnel(self, host: str, port: int) -> None:
+        try:
+            upstream = self.server.connect(host, port)
+        except OSError:
+            self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return
+        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def back() -> None:
+            with contextlib.suppress(OSError):
+                while data := upstream.recv(65536):
+                    self.wfile.write(data)
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_WR)
+
+        copier = threading.Thread(target=back, daemon=True)
+        copier.start()
+        with contextlib.suppress(OSError):
+            while data := self.rfile.read1(65536):
+                upstream.sendall(data)
+            upstream.shutdown(socket.SHUT_WR)
+        copier.join(10)
+        upstream.close()
+
+
+def _read_head(stream: Any) -> tuple[str, list[tuple[str, str]]] | None:
+    """The first line and the headers of one HTTP message head, or None at end of stream."""
+    line = stream.readline()
+    if not line:
+        return None
+    first = line.decode("latin-1").rstrip("\r\n")
+    headers: list[tuple[str, str]] = []
+    while (line := stream.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
+    return first, headers
+
+
+def _basic(auth: tuple[str, str]) -> str:
+    """A ``Proxy-Authorization`` value for ``(user, password)``."""
+    return "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    return next((v for k, v in headers if k.lower() == name.lower()), None)
+
+
+class RecordingProxy(socketserver.ThreadingTCPServer):
+    """A forward proxy on loopback (plain http and CONNECT, keep-alive) that records the
+    ``Proxy-Authorization`` header of every request it receives, with ``auth`` demands exactly
+    those credentials (407 otherwise), and strips the header before forwarding, as a real proxy
+    does. It connects upstream from the relay source address of its port, and names itself in the
+    relay header, so a :class:`TargetSite` counts what it carried as relayed by ``name`` (https:
+    after ``know_relays([proxy])``)."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, name: str, auth: tuple[str, str] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingProxyHandler)
+        self.name = name
+        self.port: int = self.server_address[1]
+        username, password = auth if auth is not None else (None, None)
+        self.proxy = Proxy("127.0.0.1", self.port, username=username, password=password)
+        self.expected = None if auth is None else _basic(auth)
+        self._lock = threading.Lock()
+        self._received: list[tuple[str, str | None]] = []
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def connect(self, host: str, port: int) -> socket.socket:
+        return socket.create_connection(
+            (host, port), timeout=10, source_address=(source_ip_for_port(self.port), 0)
+        )
+
+    def record(self, line: str, auth: str | None) -> None:
+        with self._lock:
+            self._received.append((line, auth))
+
+    def received(self) -> list[tuple[str, str | None]]:
+        """``(request line: "GET <url>" or "CONNECT host:port", Proxy-Authorization or None)``."""
+        with self._lock:
+            return list(self._received)
+
+    def authorizations(self) -> set[str | None]:
+        return {auth for _, auth in self.received()}
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator[Callable[..., RecordingProxy]]:
+    """Factory: ``recording_proxy(name, auth=None)``, closed at teardown."""
+    made: list[RecordingProxy] = []
+
+    def make(name: str, auth: tuple[str, str] | None = None) -> RecordingProxy:
+        made.append(RecordingProxy(name, auth))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()
 
 
 # Seconds the client waits for the target's answer where a read timeout is the point: /slow
@@ -632,6 +814,358 @@ def test_an_unanswered_connect_is_a_connect_failure_so_even_a_post_is_retried(
     assert mute.request_lines() == [f"CONNECT 127.0.0.1:{tls_target_site.port}"]
     assert tls_target_site.hits_by_relay() == {"relay-0": 1}
     assert pool.stats()["failures"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# every URL through the pool: adapters mounted for other prefixes
+# --------------------------------------------------------------------------------------------
+
+
+class RecordingAdapter(BaseAdapter):
+    """An adapter that would send on its own (an FTP adapter, say): records what reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        self.sent.append(request.url or "")
+        raise requests.exceptions.ConnectionError("this adapter never sends in tests")
+
+    def close(self) -> None:
+        pass
+
+
+def _foreign_adapter(kind: str) -> BaseAdapter:
+    return HTTPAdapter(max_retries=2) if kind == "http-adapter" else RecordingAdapter()
+
+
+@pytest.mark.parametrize(
+    ("prefix_of", "kind"),
+    [
+        (lambda site: site.url_for("/v2/"), "http-adapter"),
+        (lambda site: "ftp://", "recording"),
+        (lambda site: "HTTP://", "http-adapter"),
+        (lambda site: "", "recording"),
+    ],
+    ids=["longer-prefix", "ftp", "upper-case-scheme", "empty-prefix"],
+)
+def test_wrap_session_refuses_an_adapter_that_would_send_without_the_pool(
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    prefix_of: Callable[[TargetSite], str],
+    kind: str,
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = requests.Session()
+    prefix = prefix_of(target_site)
+    session.mount(prefix, _foreign_adapter(kind))
+    before = list(session.adapters.items())
+
+    with pytest.raises(PoolBypassRefused) as caught:
+        wrap_session(session, pool)
+
+    error = caught.value
+    assert isinstance(error, ConfigError) and error.field == "session"
+    assert isinstance(error, requests.exceptions.RequestException)
+    assert repr(prefix) in str(error) and "del session.adapters[" in str(error)
+    assert list(session.adapters.items()) == before  # left as it was
+    session.close()
+    assert target_site.count() == 0
+
+
+def test_an_adapter_mounted_after_wrapping_is_refused_at_mount_time(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+    prefix = target_site.url_for("/echo")
+    pooled = session.get_adapter(prefix)
+
+    for adapter in (HTTPAdapter(), RecordingAdapter()):
+        with pytest.raises(PoolBypassRefused) as caught:
+            session.mount(prefix, adapter)
+        assert repr(prefix) in str(caught.value)
+    with pytest.raises(PoolBypassRefused):
+        session.mount("ftp://", RecordingAdapter())
+
+    assert session.get_adapter(prefix) is pooled
+    assert session.get(target_site.url_for("/echo"), timeout=10).ok
+    assert target_site.hits_by_relay() == {"relay-0": 1}
+
+
+def _slip_in_by_replacing_the_mapping(session: requests.Session, prefix: str) -> BaseAdapter:
+    adapter = HTTPAdapter()
+    session.adapters = collections.OrderedDict([(prefix, adapter), *session.adapters.items()])
+    return adapter
+
+
+def _slip_in_past_setitem(session: requests.Session, prefix: str) -> BaseAdapter:
+    adapter = HTTPAdapter()
+    collections.OrderedDict.__setitem__(session.adapters, prefix, adapter)
+    session.adapters.move_to_end(prefix, last=False)
+    return adapter
+
+
+@pytest.mark.parametrize(
+    "slip_in",
+    [_slip_in_by_replacing_the_mapping, _slip_in_past_setitem],
+    ids=["mapping-replaced", "past-setitem"],
+)
+@pytest.mark.parametrize("via_redirect", [False, True], ids=["direct-call", "redirect"])
+def test_an_adapter_slipped_in_after_wrapping_is_refused_at_send_time(
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    sessions: Sessions,
+    slip_in: Callable[[requests.Session, str], BaseAdapter],
+    via_redirect: bool,
+) -> None:
+    pool = make_pool(relay_fleet.proxies())
+    session = sessions(pool)
+    prefix = target_site.url_for("/echo")
+    foreign = slip_in(session, prefix)
+    assert session.adapters[prefix] is foreign
+
+    if via_redirect:
+        call = lambda: session.get(  # noqa: E731
+            target_site.url_for("/redirect"), params={"to": prefix}, timeout=10
+        )
+    else:
+        call = lambda: session.post(prefix, data=b"order-6", timeout=10)  # noqa: E731
+    with pytest.raises(PoolBypassRefused) as caught:
+        call()
+
+    error = caught.value
+    assert isinstance(error, ProxyPoolError)
+    assert isinstance(error, requests.exceptions.RequestException)
+    assert "HTTPAdapter" in str(error) and repr(prefix) in str(error)
+    assert target_site.direct_hits() == []
+    expected = [("/redirect", "relay-0")] if via_redirect else []
+    assert [(hit.path, hit.relay) for hit in target_site.hits()] == expected
+    foreign.close()
+
+
+def test_a_pool_adapter_may_be_mounted_for_any_prefix(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    pool = make_pool(relay_fleet.proxies(["relay-0", "relay-1"]))
+    # Before wrapping: a sticky adapter for one part of the site.
+    session = requests.Session()
+    session.mount(target_site.url_for("/page/"), ProxyPoolAdapter(pool, session_key="cart"))
+    session = wrap_session(session, pool)
+    # After wrapping: another pooled adapter, with other settings.
+    echo = ProxyPoolAdapter(pool, max_proxy_retries=0)
+    session.mount(target_site.url_for("/echo"), echo)
+
+    try:
+        for _ in range(2):
+            assert session.get(target_site.url_for("/page/1"), timeout=10).ok
+            assert session.get(target_site.url_for("/echo"), timeout=10).ok
+    finally:
+        session.close()
+
+    assert target_site.direct_hits() == []
+    sticky = [hit.relay for hit in target_site.hits() if hit.path == "/page/1"]
+    assert len(sticky) == 2 and len(set(sticky)) == 1
+    assert session.get_adapter(target_site.url_for("/echo")) is echo
+
+
+def test_file_urls_keep_their_local_adapter(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions, tmp_path: Path
+) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("local page")
+    pool = make_pool(relay_fleet.proxies())
+    session = requests.Session()
+    session.mount("file://", FileAdapter())
+    session = wrap_session(session, pool)  # file:// reads local files: not refused
+    session.mount("file://localhost/", FileAdapter())
+
+    assert session.get(page.as_uri()).text == "local page"
+    assert session.get(f"file://localhost{page}").text == "local page"
+    with pytest.raises(ValueError, match="hostname"):  # requests-file: never a remote host
+        session.get(f"file://files.example{page}")
+    assert pool.stats()["served"] == 0
+    session.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Proxy-Authorization: a pool proxy gets its own credentials or none; the site gets none
+# --------------------------------------------------------------------------------------------
+
+CORP_AUTH = ("corpuser", "CorpPassw0rd")
+POOL_AUTH = ("pooluser", "PoolPassw0rd")
+
+
+@pytest.mark.parametrize("pool_auth", [None, POOL_AUTH], ids=["pool-open", "pool-credentialed"])
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("http", "http"), ("https", "https"), ("http", "https"), ("https", "http")],
+    ids=lambda s: s,
+)
+def test_environment_proxy_credentials_never_follow_a_redirect_to_the_pool_proxy(
+    target_site: TargetSite,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    pool_auth: tuple[str, str] | None,
+    first: str,
+    then: str,
+) -> None:
+    corp = recording_proxy("corp", CORP_AUTH)
+    monkeypatch.setenv("HTTP_PROXY", corp.proxy.url)
+    monkeypatch.setenv("HTTPS_PROXY", corp.proxy.url)
+    pooled = recording_proxy("pooled", pool_auth)
+    tls_target_site.know_relays([pooled])
+    sites = {"http": target_site, "https": tls_target_site}
+    session = sessions(make_pool([pooled.proxy]))
+
+    response = session.get(
+        sites[first].url_for("/redirect"),
+        params={"to": sites[then].url_for("/echo")},
+        timeout=10,
+        verify=str(tls_target_site.cert_path),
+    )
+
+    assert response.status_code == 200 and len(response.history) == 1
+    assert pooled.authorizations() == {pooled.expected}  # its own, or none at all
+    assert corp.received() == []
+    hits = target_site.hits() + tls_target_site.hits()
+    assert sorted(hit.path for hit in hits) == ["/echo", "/redirect"]
+    assert {hit.relay for hit in hits} == {"pooled"}
+    assert all(hit.header("Proxy-Authorization") is None for hit in hits)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("how", ["session-headers", "call-headers", "proxy-auth"])
+def test_a_proxy_authorization_the_application_sets_reaches_no_pool_proxy_and_no_site(
+    target_site: TargetSite,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    scheme: str,
+    how: str,
+) -> None:
+    pooled = recording_proxy("pooled")
+    tls_target_site.know_relays([pooled])
+    site = target_site if scheme == "http" else tls_target_site
+    session = sessions(make_pool([pooled.proxy]))
+    kwargs: dict[str, Any] = {"timeout": 10, "verify": str(tls_target_site.cert_path)}
+    if how == "session-headers":
+        session.headers["Proxy-Authorization"] = _basic(CORP_AUTH)
+    elif how == "call-headers":
+        kwargs["headers"] = {"proxy-authorization": _basic(CORP_AUTH)}
+    else:
+        session.auth = requests.auth.HTTPProxyAuth(*CORP_AUTH)
+
+    assert session.get(site.url_for("/echo"), **kwargs).ok
+
+    assert pooled.authorizations() == {None}
+    (hit,) = site.hits()
+    assert hit.relay == "pooled" and hit.header("Proxy-Authorization") is None
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("where", ["call", "session"])
+def test_explicit_proxies_keep_their_own_credentials_through_a_redirect(
+    target_site: TargetSite,
+    tls_target_site: TargetSite,
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    scheme: str,
+    where: str,
+) -> None:
+    mine = recording_proxy("mine", CORP_AUTH)
+    pooled = recording_proxy("pooled")
+    tls_target_site.know_relays([mine, pooled])
+    site = target_site if scheme == "http" else tls_target_site
+    pool = make_pool([pooled.proxy])
+    session = sessions(pool)
+    proxies = {"http": mine.proxy.url, "https": mine.proxy.url}
+    kwargs: dict[str, Any] = {"timeout": 10, "verify": str(tls_target_site.cert_path)}
+    if where == "session":
+        session.proxies = proxies
+    else:
+        kwargs["proxies"] = proxies
+
+    response = session.get(
+        site.url_for("/redirect"), params={"to": site.url_for("/echo")}, **kwargs
+    )
+
+    assert response.status_code == 200 and len(response.history) == 1
+    assert mine.received() and mine.authorizations() == {mine.expected}
+    assert pooled.received() == [] and pool.stats()["served"] == 0
+    assert [hit.relay for hit in site.hits()] == ["mine", "mine"]
+    assert all(hit.header("Proxy-Authorization") is None for hit in site.hits())
+
+
+def test_session_proxies_overridden_by_the_environment_leave_the_pool_in_charge(
+    target_site: TargetSite,
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests merges the environment's proxy over session.proxies (psf/requests#2018): the
+    # adapter then sees the environment's, and the pool, not the environment, carries it.
+    corp = recording_proxy("corp", CORP_AUTH)
+    mine = recording_proxy("mine")
+    monkeypatch.setenv("HTTP_PROXY", corp.proxy.url)
+    pooled = recording_proxy("pooled")
+    session = sessions(make_pool([pooled.proxy]))
+    session.proxies = {"http": mine.proxy.url}
+
+    assert session.get(target_site.url_for("/echo"), timeout=10).ok
+
+    assert (corp.received(), mine.received()) == ([], [])
+    assert [hit.relay for hit in target_site.hits()] == ["pooled"]
+
+
+def test_a_redirect_to_a_no_proxy_host_still_goes_through_the_pool(
+    target_site: TargetSite,
+    make_target_site: Callable[..., TargetSite],
+    sessions: Sessions,
+    recording_proxy: Callable[..., RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    corp = recording_proxy("corp", CORP_AUTH)
+    monkeypatch.setenv("HTTP_PROXY", corp.proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the redirect's target, not the first site
+    first = make_target_site(host="127.0.0.2")
+    pooled = recording_proxy("pooled")
+    session = sessions(make_pool([pooled.proxy]))
+
+    response = session.get(
+        first.url_for("/redirect"), params={"to": target_site.url_for("/echo")}, timeout=10
+    )
+
+    assert response.status_code == 200 and len(response.history) == 1
+    assert corp.received() == []
+    assert [hit.relay for hit in first.hits() + target_site.hits()] == ["pooled", "pooled"]
+    assert pooled.authorizations() == {None}
+
+
+# --------------------------------------------------------------------------------------------
+# a request the site answered is never replayed unless idempotent (bans included)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ban", ["status", "captcha"])
+def test_a_post_answered_with_a_ban_reaches_the_target_once(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions, ban: str
+) -> None:
+    target_site.ban("relay-0", 403, captcha=ban == "captcha")
+    pool = make_pool(relay_fleet.proxies(["relay-0", "relay-1"]))
+    session = sessions(pool, ban_policy=CaptchaPolicy())
+
+    with pytest.raises(ProxyBanned) as caught:
+        session.post(target_site.url_for("/echo"), data=b"order-7", timeout=10)
+
+    error = caught.value
+    assert error.proxies_tried == (relay_fleet["relay-0"].address,)
+    assert "POST is not idempotent and reached the target, so no retry" in str(error)
+    assert [(hit.method, hit.relay) for hit in target_site.hits()] == [("POST", "relay-0")]
+    assert pool.stats()["bans"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -1018,6 +1552,13 @@ def test_wrap_session_mounts_one_adapter_for_http_and_https(relay_fleet: RelayFl
     session.close()
 
 
+class HashRefused:
+    """A key whose ``__hash__`` raises something other than ``TypeError``."""
+
+    def __hash__(self) -> int:
+        raise ValueError("no hash for this key")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -1038,6 +1579,8 @@ def test_wrap_session_mounts_one_adapter_for_http_and_https(relay_fleet: RelayFl
         ({"retries": 3}, "retries"),
         ({"ban_policy": object()}, "ban_policy"),
         ({"session_key": ["unhashable"]}, "session_key"),
+        ({"session_key": ("cart", ["unhashable"])}, "session_key"),
+        ({"session_key": HashRefused()}, "session_key"),
         ({"geo": 42}, "geo"),
     ],
 )

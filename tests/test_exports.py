@@ -21,6 +21,7 @@ PROMISED = {
     "ProxyPoolAdapter",
     "wrap_session",
     "NoProxyAvailable",
+    "PoolBypassRefused",
     "ProviderClient",
     "LocationCatalog",
     "ProxyPool",

@@ -29,6 +29,7 @@ the provider's own API design). Everything else that holds a secret is a leak.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import re
@@ -59,11 +60,17 @@ from _secret_scan import (
     record_texts,
 )
 from pytest_httpserver import HTTPServer
+from requests.adapters import HTTPAdapter
 from werkzeug import Request as WerkzeugRequest
 from werkzeug import Response as WerkzeugResponse
 
 from proxypool import ProviderClient, ProxyPool, ProxyPoolError, wrap_session
-from proxypool.adapters import NoProxyAvailable, ProxyBanned, ProxyRequestFailed
+from proxypool.adapters import (
+    NoProxyAvailable,
+    PoolBypassRefused,
+    ProxyBanned,
+    ProxyRequestFailed,
+)
 from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.sim.target import TargetSite
@@ -267,6 +274,20 @@ def test_requests_workload_at_debug_leaks_no_secret(
             assert hits and all(h.relay in us for h in hits)
             proxy = pools[0].get()
             assert proxy.password == PROXY_PASSWORD  # the pool's proxies carry it
+            # The application's own Proxy-Authorization (its office proxy's, say) is dropped
+            # before a pool proxy: inside the CONNECT tunnel it would reach the site.
+            office = {"Proxy-Authorization": "Basic " + basic_auth(ACCOUNT_USER, ACCOUNT_PASSWORD)}
+            response = ok.get(tls_page, timeout=5, verify=verify, headers=office)
+            assert response.ok
+            texts.append(("response headers", f"{response.request.headers!r}"))
+            # An adapter slipped in past mount (the mapping replaced): refused at send time,
+            # and the refusal quotes neither the URL's credentials nor its query string.
+            slipped = session_for(good, "US/California")
+            slipped.adapters = collections.OrderedDict(
+                [(f"http://{ACCOUNT_USER}:", HTTPAdapter()), *slipped.adapters.items()]
+            )
+            secret_url = f"http://{ACCOUNT_USER}:{ACCOUNT_PASSWORD}@files.example/?key={APP_KEY}"
+            expect_failure(lambda: slipped.get(secret_url, timeout=5), PoolBypassRefused)
             texts += [("repr(proxy)", repr(proxy)), ("str(proxy)", str(proxy))]
 
             # A wrong password: the relays answer 407, over http and in the CONNECT tunnel.

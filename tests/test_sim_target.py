@@ -276,3 +276,17 @@ def test_ban_rejects_a_status_that_is_not_http(target_site: TargetSite) -> None:
     with pytest.raises(ConfigError) as caught:
         target_site.ban("relay-0", 1000)
     assert caught.value.field == "status"
+
+
+def test_redirect_answers_302_to_the_given_location(target_site: TargetSite) -> None:
+    to = target_site.url_for("/page/2")
+    response = requests.get(target_site.url_for("/redirect"), params={"to": to}, timeout=10)
+
+    assert response.status_code == 200 and "page 2" in response.text
+    assert [r.headers["Location"] for r in response.history] == [to]
+    assert [(hit.path, hit.status) for hit in target_site.hits()] == [
+        ("/redirect", 302),
+        ("/page/2", 200),
+    ]
+    bare = requests.get(target_site.url_for("/redirect"), allow_redirects=False, timeout=10)
+    assert bare.headers["Location"] == "/"

@@ -3,7 +3,8 @@
 :class:`TargetSite` is a threaded HTTP/1.1 server (keep-alive) on ``127.0.0.1`` serving a
 crawlable site: ``/`` links to ``/page/0``, and every ``/page/<n>`` links to a few other pages, so
 a crawler starting at ``/`` reaches all ``pages`` of them. Also ``/echo`` (JSON: method, path,
-headers, body length) and ``/status/<code>``. Methods GET, HEAD and POST.
+headers, body length), ``/status/<code>`` and ``/redirect?to=<url>`` (a 302 to ``url``, a path or
+an absolute URL, percent-encoded). Methods GET, HEAD and POST.
 
 Every request is recorded as a :class:`Hit`: the relay's name from the ``X-Proxypool-Relay``
 header (plain http through a :class:`~proxypool.sim.relays.RelayFleet` relay), the relay's port
@@ -34,6 +35,7 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -497,6 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         relay, relay_port = site._identify(self.client_address[0], self.headers.get(RELAY_HEADER))
         ban, at = site._ban_and_time(relay)
         content_type = "text/html"
+        location = ""
         if ban is not None:
             status = ban.status
             body = _CAPTCHA_PAGE if ban.captcha else f"banned ({status})\n".encode()
@@ -511,6 +514,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "body_length": len(body_in),
                 }
             ).encode()
+        elif path == "/redirect":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            # Control characters dropped: a Location must not split the header block.
+            location = "".join(c for c in query.get("to", ["/"])[0] if c.isprintable())
+            status, content_type, body = 302, "text/plain", b"redirected\n"
         else:
             page = site._page(path)
             if page is None:
@@ -534,10 +542,11 @@ class _Handler(BaseHTTPRequestHandler):
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = ""
+        extra = f"Location: {location}\r\n" if location else ""
         head = (
             f"HTTP/1.1 {status} {reason}\r\n"
             f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n"
-            "\r\n"
+            f"{extra}\r\n"
         ).encode("latin-1")
         self.wfile.write(head if self.command == "HEAD" else head + body)
