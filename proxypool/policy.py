@@ -35,6 +35,7 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_BAN_STATUSES",
+    "IDEMPOTENT_METHODS",
     "STRATEGIES",
     "Backoff",
     "BanPolicy",
@@ -51,6 +52,11 @@ T = TypeVar("T")
 
 DEFAULT_BAN_STATUSES: tuple[int, ...] = (403, 429)
 """HTTP statuses treated as "this site has banned this proxy" unless configured otherwise."""
+
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""HTTP methods a request may be sent again with once it may have reached the site (RFC 9110
+idempotent methods; the set urllib3's ``Retry.DEFAULT_ALLOWED_METHODS`` holds). Any other method
+(POST, PATCH, ...) is never replayed after the site may have seen it."""
 
 
 class Verdict(enum.Enum):

@@ -11,6 +11,14 @@ about proxies is the pool's. What it adds is the Scrapy side:
   those the user marked (``meta["proxypool_disable"]``) or gave their own ``meta["proxy"]``. A bad
   configuration, a rejected app_key or an unknown geography closes the spider with a clear reason
   before any request is sent, and every request that still comes is dropped (``IgnoreRequest``).
+  So does a download handler for http or https other than Scrapy's ``HTTP11DownloadHandler``
+  (or one listed in ``PROXYPOOL_TRUSTED_HANDLERS``): another one may ignore ``meta["proxy"]``, or
+  put proxy credentials into its errors (Scrapy's aiohttp and httpx handlers do). The pool
+  carries http and https only: ``data:`` passes untouched, any other scheme is refused
+  (``IgnoreRequest``, ``proxypool/refused_scheme``), whose handlers would connect from this
+  machine's own IP. Only a proxy URL in ``meta["proxy"]`` is the user's own proxy (None or ""
+  is no proxy: the pool serves it); other bad meta values drop the request, counted in
+  ``proxypool/bad_meta``, logged once per kind.
 - Each request is tied to the pool entry it used by a private meta key (``_proxypool_proxy``),
   never by host:port: gateway proxies share an address.
 - Credentials never go into ``meta["proxy"]``: for a proxy with a username the middleware sets
@@ -25,7 +33,10 @@ about proxies is the pool's. What it adds is the Scrapy side:
   errors through the proxy, a proxy host the downloader refuses as malformed, or the proxy's own
   HTTP 407) are reported to the pool, a ban for the target's domain only, and the request is
   retried on another proxy, up to ``PROXYPOOL_MAX_PROXY_RETRIES`` times; after that it fails
-  visibly (a WARNING naming the proxies tried) and is counted.
+  visibly (a WARNING naming the proxies tried) and is counted. A non-idempotent request (not
+  GET, HEAD, OPTIONS, TRACE, PUT or DELETE) is sent again only when the error proves it never
+  left (``_NEVER_SENT``); after a ban or an error that may have struck after the site got it,
+  the response or error goes on (``proxypool/not_replayed``).
 - Scrapy's own ``RetryMiddleware`` (550, outside this one) retries what reaches it: the target's
   5xx, and a proxy failure once the budget above is spent. A request it retries because the
   target failed (the last proxy did its job) starts a fresh proxy budget; one it retries after
@@ -43,9 +54,10 @@ about proxies is the pool's. What it adds is the Scrapy side:
 
 Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``, ``bans/policy``,
 ``proxy_errors``, ``proxy_errors/<exception, invalid_hostname or 407>``, ``retries``,
-``retry_exhausted``, ``exhausted``, ``bad_geo``, ``refills``, ``extractions``, ``extracted``,
-``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and ``error``
-(why the spider was closed).
+``retry_exhausted``, ``not_replayed``, ``exhausted``, ``bad_geo``, ``bad_meta``,
+``bad_meta/<key>``, ``refused_scheme``, ``refused_scheme/<scheme>``, ``refills``,
+``extractions``, ``extracted``, ``rejected``, ``api_errors``, ``evictions``, ``expired``,
+``live``, ``live/<geo>``, and ``error`` (why the spider was closed).
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ import zlib
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 from scrapy import signals
 from scrapy.core.engine import ExecutionEngine
@@ -80,6 +93,7 @@ from proxypool.errors import (
 )
 from proxypool.geo import Geo, LocationCatalog
 from proxypool.models import Proxy
+from proxypool.policy import IDEMPOTENT_METHODS
 from proxypool.pool import ProxyPool, ProxySource
 
 from ._abort import AbortableSession
@@ -141,7 +155,34 @@ _PROXY_FAILURES = (
     "twisted.web._newclient.ResponseFailed",
 )
 
+# Download errors that prove the request never left for the site: connecting to the proxy failed
+# (refused, unresolvable, no route, the TLS handshake) or it refused the CONNECT tunnel. Only
+# these let a non-idempotent request be sent again through another proxy. Twisted's
+# TimeoutError is left out: older Scrapy raises it for a download that took too long.
+_NEVER_SENT = (
+    "scrapy.exceptions.DownloadConnectionRefusedError",
+    "scrapy.exceptions.CannotResolveHostError",
+    "scrapy.core.downloader.handlers.http11.TunnelError",
+    "twisted.internet.error.ConnectError",
+)
+_NOT_NEVER_SENT = ("twisted.internet.error.TimeoutError",)
+
+# The schemes the pool carries; request.url is normalised by Scrapy (scheme in lower case).
+_POOL_PREFIXES = ("http://", "https://")
+_PROXY_SCHEMES = frozenset({"http", "https"})
+# Schemes that never touch the network: passed untouched, not the pool's.
+_LOCAL_SCHEMES = frozenset({"data"})
+# Download handlers verified to send every request through meta["proxy"] with the
+# Proxy-Authorization header and to keep credentials out of what they log and raise.
+_VERIFIED_HANDLERS = ("scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",)
+
 _MAX_GEO_CACHE = 1024
+_MAX_NOTED = 256  # distinct kinds of bad meta / refused schemes logged at ERROR/WARNING, then DEBUG
+_MAX_SCHEME_STATS = 32  # refused schemes counted by name; others under refused_scheme/other
+_PROXY_URL_RULE = (
+    "must be a proxy URL such as http://host:port or http://user:password@host:port (scheme "
+    "http or https, and a host), or None / empty for a pool proxy"
+)
 _REFILL_CHECK = 0.05  # seconds between two needs_refill() checks of one geography
 _CLOSING_CHECK = 0.1  # seconds between two looks at whether the spider is closing (while waiting)
 _WORKERS_GRACE = 5.0  # seconds spider_closed waits for the worker threads to end
@@ -171,9 +212,9 @@ class BanPolicy(Protocol):
     def is_ban(self, request: Request, response: Response) -> bool: ...
 
 
-def _proxy_failure_types() -> tuple[type[BaseException], ...]:
+def _load_types(paths: tuple[str, ...]) -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = []
-    for path in _PROXY_FAILURES:
+    for path in paths:
         try:
             obj = load_object(path)
         except (ImportError, NameError, AttributeError, ValueError):
@@ -181,6 +222,70 @@ def _proxy_failure_types() -> tuple[type[BaseException], ...]:
         if isinstance(obj, type) and issubclass(obj, BaseException):
             found.append(obj)
     return tuple(found)
+
+
+def _proxy_url_problem(value: object) -> str | None:
+    """Why ``value`` (a non-empty ``meta["proxy"]``) is not a proxy URL Scrapy can use: a short
+    description that never quotes the value (it may hold a password); None when it is one."""
+    if not isinstance(value, str):
+        return f"got a {type(value).__name__}"
+    if value != value.strip():
+        return "got text with surrounding whitespace"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "got a URL with a malformed host or port"
+    if parts.scheme not in _PROXY_SCHEMES:
+        return f"got scheme {parts.scheme!r}" if parts.scheme else "got no scheme"
+    if not parts.hostname:
+        return "got no host"
+    if port == 0:
+        return "got port 0"
+    return None
+
+
+def _handler_problem(settings: Any, trusted: tuple[Any, ...]) -> str | None:
+    """Why the download handlers for http and https (``DOWNLOAD_HANDLERS`` over Scrapy's base,
+    as Scrapy resolves them) cannot be trusted with the pool's proxies; None when they can.
+
+    A handler that ignores ``meta["proxy"]`` sends from this machine's own IP; one that rebuilds
+    ``user:password@`` into a proxy URL (Scrapy's aiohttp and httpx handlers) puts credentials
+    into the errors it raises and Scrapy logs. Raises ConfigError for an unloadable entry of
+    ``PROXYPOOL_TRUSTED_HANDLERS``."""
+    allowed: list[object] = []
+    for spec in (*_VERIFIED_HANDLERS, *trusted):
+        try:
+            allowed.append(load_object(spec) if isinstance(spec, str) else spec)
+        except (ImportError, NameError, AttributeError, ValueError) as exc:
+            if spec in _VERIFIED_HANDLERS:
+                continue
+            raise ConfigError(
+                f"PROXYPOOL_TRUSTED_HANDLERS: {spec!r} cannot be imported: {exc}",
+                field="PROXYPOOL_TRUSTED_HANDLERS",
+            ) from None
+    handlers = settings.getwithbase("DOWNLOAD_HANDLERS")
+    for scheme in sorted(_PROXY_SCHEMES):
+        spec = handlers.get(scheme)
+        if spec is None:
+            continue  # no handler: Scrapy downloads nothing for this scheme
+        try:
+            handler = load_object(spec) if isinstance(spec, str) else spec
+        except (ImportError, NameError, AttributeError, ValueError):
+            continue  # Scrapy cannot load it either, reports it, and downloads nothing with it
+        if any(handler is known for known in allowed):
+            continue
+        name = spec if isinstance(spec, str) else f"{handler.__module__}.{handler.__qualname__}"
+        return (
+            f"DOWNLOAD_HANDLERS['{scheme}'] is {name}, which proxypool has not verified to send "
+            "every request through meta['proxy'] with the Proxy-Authorization header and to "
+            "keep proxy credentials out of its logs and errors (Scrapy's aiohttp and httpx "
+            "handlers put user:password@ into the proxy URL they report; HTTP/2 refuses "
+            f"proxies). Use {_VERIFIED_HANDLERS[0]} (Scrapy's default) for http and https, or, "
+            "if you have checked that handler yourself (e.g. your proxies carry no "
+            "credentials), list it in PROXYPOOL_TRUSTED_HANDLERS"
+        )
+    return None
 
 
 def _basic_auth(proxy: Proxy, encoding: str) -> bytes:
@@ -252,7 +357,14 @@ class ProxyPoolMiddleware:
         # (finish reason, message) once the middleware cannot serve: every request is dropped.
         self._failure: tuple[str, str] | None = None
         self._spider_geo = Geo()
-        self._failures = _proxy_failure_types()
+        self._failures = _load_types(_PROXY_FAILURES)
+        never_sent = _load_types(_NEVER_SENT)
+        self._never_sent = never_sent
+        self._maybe_sent = _load_types(_NOT_NEVER_SENT)
+        # meta["proxy"] values already judged: True = the user's own proxy URL, else the problem.
+        self._own_proxies: dict[str, bool | str] = {}
+        self._noted: set[tuple[str, str]] = set()  # kinds of bad meta / schemes already logged
+        self._scheme_stats: set[str] = set()  # refused schemes counted under their own name
         self._ban_policy: Callable[[Request, Response], bool] | None = None
         self._geo_cache: dict[Hashable, Geo] = {}
         self._bad_geos: dict[Geo, str] = {}
@@ -292,8 +404,12 @@ class ProxyPoolMiddleware:
                 timeout=self.config.check_timeout,
             )
             self.pool = self.build_pool(self.source)
+            problem = _handler_problem(crawler.settings, self.config.trusted_handlers)
         except ConfigError as exc:
             self._failure = (REASON_MISCONFIGURED, str(exc))
+            return
+        if problem is not None:  # the spider closes at open: nothing is bought, nothing is sent
+            self._failure = (REASON_MISCONFIGURED, problem)
             return
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxypool")
         # Set Proxy-Authorization here only while HttpProxyMiddleware runs: it also removes the
@@ -601,10 +717,15 @@ class ProxyPoolMiddleware:
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
         meta = request.meta
-        if meta.get("proxypool_disable"):
+        disable = meta.get("proxypool_disable")
+        if disable is not None and disable is not False and self._disabled(request, disable):
             return None
-        if PROXY_META_KEY not in meta and meta.get("proxy") is not None:
-            return None  # the user's own proxy: left alone
+        if not request.url.startswith(_POOL_PREFIXES) and self._not_for_the_pool(request):
+            return None
+        if PROXY_META_KEY not in meta:  # (a request derived from a pooled one is the pool's)
+            own = meta.get("proxy")
+            if own is not None and own != "" and self._own_proxy(request, own):
+                return None  # the user's own proxy: left alone
         if self._open_waiters is not None:  # spider_opened still running (older Scrapy)
             waiter: defer.Deferred[None] = defer.Deferred()
             self._open_waiters.append(waiter)
@@ -620,9 +741,12 @@ class ProxyPoolMiddleware:
             try:
                 hash(session)
             except TypeError:
-                raise IgnoreRequest(
-                    "meta['proxypool_session'] must be hashable (a string or a number), "
-                    f"not {type(session).__name__}"
+                kind = type(session).__name__
+                raise self._bad_meta(
+                    request,
+                    "proxypool_session",
+                    f"must be hashable (a string, a number or a tuple of them), not a {kind}",
+                    kind,
                 ) from None
         # The target's host matters only once some proxy is banned for a domain (the hot path
         # of a crawl without bans skips parsing it).
@@ -671,6 +795,82 @@ class ProxyPoolMiddleware:
             meta["download_slot"] = _slot_for(proxy)
         return None
 
+    def _disabled(self, request: Request, value: object) -> bool:
+        """``meta["proxypool_disable"]`` (``value``, neither None nor False): True or 1 sends the
+        request without the pool, 0 does not. Anything else is refused: a string such as
+        ``"false"`` is truthy, and reading it as a flag would send the request without a proxy."""
+        if value is True or (type(value) is int and value == 1):
+            return True
+        if type(value) is int and value == 0:
+            return False
+        shown = repr(value) if isinstance(value, str) and len(value) <= 20 else type(value).__name__
+        raise self._bad_meta(
+            request,
+            "proxypool_disable",
+            f"must be True or False, not {shown}",
+            type(value).__name__,
+        )
+
+    def _not_for_the_pool(self, request: Request) -> bool:
+        """A request whose URL is not http(s)://: True for a scheme that never touches the network
+        (``data:``), passed untouched; False for http/https after all (the caller serves it).
+        Any other scheme is refused: Scrapy's handlers for them (ftp, file) ignore meta["proxy"]
+        and would connect from this machine's own IP, and s3 URLs would reach whatever host the
+        site names through a pool proxy."""
+        scheme = urlparse_cached(request).scheme
+        if scheme in _PROXY_SCHEMES:
+            return False
+        if scheme in _LOCAL_SCHEMES:
+            return True
+        label = scheme if scheme in self._scheme_stats else "other"
+        if label == "other" and len(self._scheme_stats) < _MAX_SCHEME_STATS:
+            self._scheme_stats.add(scheme)
+            label = scheme
+        self.stats.inc_value("proxypool/refused_scheme")
+        self.stats.inc_value(f"proxypool/refused_scheme/{label}")
+        message = (
+            f"refused a {scheme}:// URL: the pool carries http and https only, and this request "
+            "would leave without a pool proxy (meta['proxypool_disable'] = True sends it "
+            "without the pool, on purpose)"
+        )
+        if self._first("scheme", label):
+            logger.warning("proxypool: %s: %s; further ones are logged at DEBUG", message, request)
+        else:
+            logger.debug("proxypool: %s: %s", message, request)
+        raise IgnoreRequest(f"proxypool: {message}")
+
+    def _own_proxy(self, request: Request, value: object) -> bool:
+        """Whether ``meta["proxy"]`` (``value``, not None or empty) is the user's own proxy: a
+        proxy URL Scrapy can use. Anything else is refused, the value never shown."""
+        verdict = self._own_proxies.get(value) if isinstance(value, str) else None
+        if verdict is None:
+            verdict = _proxy_url_problem(value) or True
+            if isinstance(value, str) and len(self._own_proxies) < _MAX_GEO_CACHE:
+                self._own_proxies[value] = verdict
+        if verdict is True:
+            return True
+        raise self._bad_meta(request, "proxy", f"{_PROXY_URL_RULE}; {verdict}", str(verdict))
+
+    def _bad_meta(self, request: Request, key: str, problem: str, kind: str) -> IgnoreRequest:
+        """Count and log a bad ``meta[key]`` (ERROR once per kind of bad value, then DEBUG) and
+        return the IgnoreRequest that drops the request: nothing is sent."""
+        self.stats.inc_value("proxypool/bad_meta")
+        self.stats.inc_value(f"proxypool/bad_meta/{key}")
+        message = f"meta['{key}'] {problem}"
+        if self._first(key, kind):
+            logger.error("proxypool: dropped %s: %s", request, message)
+        else:
+            logger.debug("proxypool: dropped %s: %s", request, message)
+        return IgnoreRequest(f"proxypool: {message}")
+
+    def _first(self, key: str, kind: str) -> bool:
+        """True the first time (``key``, ``kind``) is met (for at most ``_MAX_NOTED`` kinds)."""
+        noted = (key, kind)
+        if noted in self._noted or len(self._noted) >= _MAX_NOTED:
+            return False
+        self._noted.add(noted)
+        return True
+
     def _report_requests(self) -> None:
         """Add the requests given a proxy since the last call to the ``proxypool/requests`` stat.
 
@@ -694,7 +894,10 @@ class ProxyPoolMiddleware:
                     self._geo_cache[key] = geo
         except ConfigError as exc:
             self.stats.inc_value("proxypool/bad_geo")
-            logger.error("proxypool: dropped %s: %s", request, exc)
+            if self._first("proxypool_geo", str(exc)):
+                logger.error("proxypool: dropped %s: %s", request, exc)
+            else:
+                logger.debug("proxypool: dropped %s: %s", request, exc)
             raise IgnoreRequest(f"proxypool: {exc}") from None
         bad = self._bad_geos.get(geo)
         if bad is not None:
@@ -769,9 +972,15 @@ class ProxyPoolMiddleware:
             return response
         status = response.status
         if status == 407:  # the proxy itself refused to carry the request: a proxy failure
-            self._report(proxy, urlparse_cached(request).hostname)
+            parsed = urlparse_cached(request)
+            self._report(proxy, parsed.hostname)
             self.stats.inc_value("proxypool/proxy_errors")
             self.stats.inc_value("proxypool/proxy_errors/407")
+            # Over https a proxy refuses the CONNECT (a TunnelError, never a response), so a 407
+            # response came through the tunnel from the site, which got the request. Over http
+            # a forward proxy answers 407 before forwarding anything.
+            if parsed.scheme == "https" and request.method not in IDEMPOTENT_METHODS:
+                return self._not_replayed(request, response, "the site answered 407")
             retry = self._retry(request, proxy, f"HTTP 407 from {proxy}")
             return retry if retry is not None else response
         if status in self.config.ban_statuses:
@@ -786,6 +995,8 @@ class ProxyPoolMiddleware:
         self.stats.inc_value("proxypool/bans")
         self.stats.inc_value(f"proxypool/bans/{kind}")
         logger.debug("proxypool: %s banned by %s (%s)", proxy, domain, kind)
+        if request.method not in IDEMPOTENT_METHODS:  # the site answered: it got the request
+            return self._not_replayed(request, response, f"the site answered with a ban ({kind})")
         retry = self._retry(request, proxy, f"ban ({kind}) via {proxy}")
         return retry if retry is not None else response
 
@@ -808,7 +1019,30 @@ class ProxyPoolMiddleware:
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
         logger.debug("proxypool: %s failed for %s: %s", proxy, request, name)
+        if request.method not in IDEMPOTENT_METHODS and not self._never_left(exception, name):
+            self._not_replayed(request, None, f"{name}: it may have reached the site")
+            return None
         return self._retry(request, proxy, f"{name} via {proxy}")
+
+    def _never_left(self, exception: Exception, name: str) -> bool:
+        """Whether ``exception`` proves the request never left for the site (see _NEVER_SENT)."""
+        if name == "invalid_hostname":  # refused before connecting
+            return True
+        return isinstance(exception, self._never_sent) and not isinstance(
+            exception, self._maybe_sent
+        )
+
+    def _not_replayed(self, request: Request, response: T, why: str) -> T:
+        """A non-idempotent request the site got (or may have got) is not sent again through
+        another proxy: counted, logged at DEBUG; ``response`` (or the error) goes on."""
+        self.stats.inc_value("proxypool/not_replayed")
+        logger.debug(
+            "proxypool: not sending %s again through another proxy (%s is not idempotent; %s)",
+            request,
+            request.method,
+            why,
+        )
+        return response
 
     def _report(self, proxy: Proxy, domain: str | None, *, banned: bool = False) -> None:
         """Report a failure (or a ban) of ``proxy`` for the target host ``domain``. A host the

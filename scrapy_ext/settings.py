@@ -48,6 +48,7 @@ DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_MAX_PROXY_RETRIES": 3,
     "PROXYPOOL_SLOT_PER_PROXY": False,
     "PROXYPOOL_WAIT_TIMEOUT": 60.0,
+    "PROXYPOOL_TRUSTED_HANDLERS": (),
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -93,6 +94,8 @@ class ProxyPoolSettings:
     wait_timeout: float = 60.0
     # Scrapy's HTTPPROXY_AUTH_ENCODING: how proxy credentials become Proxy-Authorization.
     auth_encoding: str = "latin-1"
+    # Download handlers (import paths or classes) the user vouches for, besides Scrapy's HTTP/1.1.
+    trusted_handlers: tuple[Any, ...] = ()
 
 
 def _auth_encoding(settings: SettingsLike) -> str:
@@ -213,6 +216,37 @@ def _import_path_or_object(settings: SettingsLike, name: str) -> Any:
     return value
 
 
+def _import_paths_or_objects(settings: SettingsLike, name: str) -> tuple[Any, ...]:
+    """A list of import paths or objects: a list/tuple, or (command line) one comma-separated
+    string."""
+    value = _text(settings.get(name))
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, Mapping) or not isinstance(items, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"{name} must be a list of import paths like 'myproject.handlers.Name' (or the "
+            f"classes), got {_shown(value)}",
+            field=name,
+        )
+    found: list[Any] = []
+    for item in items:
+        item = _text(item)
+        if item == "":
+            continue
+        if isinstance(item, str) and ("." not in item or any(c.isspace() for c in item)):
+            raise ConfigError(
+                f"{name} must hold import paths like 'myproject.handlers.Name', got {_shown(item)}",
+                field=name,
+            )
+        if not isinstance(item, str | type):
+            raise ConfigError(
+                f"{name} must hold import paths or classes, got {type(item).__name__}", field=name
+            )
+        found.append(item)
+    return tuple(found)
+
+
 def _geo(settings: SettingsLike, name: str) -> Geo:
     value = _text(settings.get(name))
     try:
@@ -300,4 +334,5 @@ def read_settings(
         slot_per_proxy=_bool(settings, "PROXYPOOL_SLOT_PER_PROXY"),
         wait_timeout=_seconds(settings, "PROXYPOOL_WAIT_TIMEOUT", low=0.0, strict=True),
         auth_encoding=_auth_encoding(settings),
+        trusted_handlers=_import_paths_or_objects(settings, "PROXYPOOL_TRUSTED_HANDLERS"),
     )

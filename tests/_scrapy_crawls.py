@@ -177,11 +177,14 @@ def run_crawl(
     status_errback: bool = False,
     close: CloseSpec | None = None,
     timeout: float = 60.0,
+    async_process: bool = False,
 ) -> CrawlResult:
-    """Crawl in a subprocess. ``start``: ``{"url", "meta"?, "headers"?}`` dicts. ``geo``/``geos``
+    """Crawl in a subprocess. ``start``: ``{"url", "meta"?, "headers"?, "method"?, "body"?,
+    "formdata"?}`` dicts (``formdata``: a ``FormRequest``). ``geo``/``geos``
     become the spider's ``proxypool_geo``/``proxypool_geos`` attributes (omitted when None).
     ``status_errback``: non-2xx responses go to the errback, not the callback. ``close``: the
-    spider closes itself once a marker file exists (see ``CloseSpec``)."""
+    spider closes itself once a marker file exists (see ``CloseSpec``). ``async_process``: run
+    with ``AsyncCrawlerProcess`` (as ``scrapy crawl`` does) instead of ``CrawlerProcess``."""
     workdir.mkdir(parents=True, exist_ok=True)
     n = len(list(workdir.glob("spec-*.json")))
     spec_path = workdir / f"spec-{n}.json"
@@ -197,6 +200,7 @@ def run_crawl(
         "ticker": ticker,
         "status_errback": status_errback,
         "close": close.as_json() if close is not None else None,
+        "async_process": async_process,
         "result": str(result_path),
     }
     spec_path.write_text(json.dumps(spec))
@@ -255,11 +259,11 @@ def relay_source(
 
 class SettingsSource:
     """A ``PROXYPOOL_SOURCE`` for crawls: hands out the proxies of the setting
-    ``TEST_PROXIES`` (``"host:port"`` strings, any host, even a malformed one), the same list at
-    every extraction, in order."""
+    ``TEST_PROXIES`` (``"host:port"`` or ``"user:password@host:port"`` strings, any host, even a
+    malformed one), the same list at every extraction, in order."""
 
     def __init__(self, addresses: Sequence[str]) -> None:
-        self.proxies = [Proxy(host, int(port)) for host, _, port in map(_split, addresses)]
+        self.proxies = [_parse_proxy(address) for address in addresses]
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> SettingsSource:
@@ -269,8 +273,11 @@ class SettingsSource:
         return [dataclasses.replace(p, geo=geo) for p in self.proxies[:num]]
 
 
-def _split(address: str) -> tuple[str, str, str]:
-    return address.rpartition(":")
+def _parse_proxy(address: str) -> Proxy:
+    credentials, _, hostport = address.rpartition("@")
+    host, _, port = hostport.rpartition(":")
+    user, _, password = credentials.partition(":")
+    return Proxy(host, int(port), username=user or None, password=password or None)
 
 
 CAPTCHA_MARKER = _SIM_CAPTCHA.encode()
@@ -292,7 +299,7 @@ def _jsonable(value: Any) -> Any:
 def main(spec_path: str) -> int:
     import scrapy
     from scrapy import signals
-    from scrapy.crawler import CrawlerProcess
+    from scrapy.crawler import AsyncCrawlerProcess, CrawlerProcess
     from scrapy.exceptions import CloseSpider, DontCloseSpider
     from scrapy.utils.defer import deferred_from_coro
     from twisted.internet import task
@@ -358,10 +365,24 @@ def main(spec_path: str) -> int:
             record["extra"]["closed_from_callback"] = response.url
             raise CloseSpider(close["reason"])
 
-        def _request(self, url: str, meta: dict[str, Any], headers: Any = None) -> scrapy.Request:
+        def _request(
+            self, url: str, meta: dict[str, Any], headers: Any = None, item: Any = None
+        ) -> scrapy.Request:
             status_meta = {} if spec.get("status_errback") else {"handle_httpstatus_all": True}
+            item = item or {}
+            if "formdata" in item:  # a FormRequest: POST with a urlencoded body
+                return scrapy.FormRequest(
+                    url,
+                    formdata=item["formdata"],
+                    meta={**status_meta, **meta},
+                    headers=headers,
+                    callback=self.parse,
+                    errback=self.failed,
+                )
             return scrapy.Request(
                 url,
+                method=item.get("method", "GET"),
+                body=item.get("body"),
                 meta={**status_meta, **meta},
                 headers=headers,
                 callback=self.parse,
@@ -370,7 +391,9 @@ def main(spec_path: str) -> int:
 
         async def start(self) -> Any:
             for item in spec["start"]:
-                yield self._request(item["url"], dict(item.get("meta") or {}), item.get("headers"))
+                yield self._request(
+                    item["url"], dict(item.get("meta") or {}), item.get("headers"), item
+                )
 
         def parse(self, response: Any) -> Iterator[scrapy.Request]:
             from urllib.parse import urlsplit
@@ -408,7 +431,10 @@ def main(spec_path: str) -> int:
     if spec.get("geos") is not None:
         RecordingSpider.proxypool_geos = spec["geos"]  # type: ignore[attr-defined]
 
-    process = CrawlerProcess(spec["settings"])
+    # AsyncCrawlerProcess (what ``scrapy crawl`` uses) builds the crawler's components inside the
+    # running event loop, which some download handlers (aiohttp's) need.
+    process_class = AsyncCrawlerProcess if spec.get("async_process") else CrawlerProcess
+    process = process_class(spec["settings"])
     crawler = process.create_crawler(RecordingSpider)
     process.crawl(crawler)
     process.start()

@@ -433,10 +433,16 @@ class ListSource:
         return self.proxies[:num]
 
 
+HTTP11 = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
+
+
 def make(proxies: Sequence[Proxy], **settings: Any) -> ProxyPoolMiddleware:
     crawler = get_crawler(
         Spider,
         {
+            # Scrapy's default (get_crawler() alone configures Scrapy's reactorless mode, with
+            # the aiohttp handler the middleware refuses).
+            "DOWNLOAD_HANDLERS": {"http": HTTP11, "https": HTTP11},
             "PROXYPOOL_SOURCE": ListSource(proxies),
             "PROXYPOOL_CHECK_PROXIES": False,
             "PROXYPOOL_MIN_SIZE": 0,

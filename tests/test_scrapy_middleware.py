@@ -33,6 +33,10 @@ from scrapy_ext.middleware import PROXY_META_KEY
 from scrapy_ext.source import CheckedSource, reachable
 
 KEY = "KEYs3cr3tXYZ1234567890"
+# Scrapy's default download handler for http and https. get_crawler() without a running reactor
+# configures Scrapy's reactorless mode, whose aiohttp handler the middleware refuses.
+HTTP11 = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
+HANDLERS = {"DOWNLOAD_HANDLERS": {"http": HTTP11, "https": HTTP11}}
 SECRET = "pw5ecretZZ9"
 SITE = "http://shop.example/item/1"
 
@@ -65,6 +69,7 @@ def make(source: ListSource | None = None, **settings: Any) -> ProxyPoolMiddlewa
     crawler = get_crawler(
         Spider,
         {
+            **HANDLERS,
             "PROXYPOOL_SOURCE": source if source is not None else ListSource(proxies(4)),
             "PROXYPOOL_CHECK_PROXIES": False,
             "PROXYPOOL_MIN_SIZE": 0,
@@ -597,3 +602,370 @@ def test_checked_source_counts_failed_extractions() -> None:
     with pytest.raises(InvalidAppKey):
         source.extract(None, num=1, life=5)
     assert source.counters().failed == 1
+
+
+# -- issue 12: schemes, meta values, handlers, replays ------------------------------------------
+
+
+def refused(middleware: ProxyPoolMiddleware, request: Request) -> str:
+    """The IgnoreRequest message ``process_request`` drops ``request`` with."""
+    with pytest.raises(IgnoreRequest) as dropped:
+        complete(middleware.process_request(request))
+    return str(dropped.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme"),
+    [
+        ("ftp://files.example/pub/a.txt", "ftp"),
+        ("s3://bucket/key", "s3"),
+        ("file:///etc/passwd", "file"),
+        ("about:blank", "about"),
+        ("gopher://old.example/1", "gopher"),
+    ],
+)
+def test_a_scheme_the_pool_cannot_carry_is_refused(
+    url: str, scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = make()
+    with caplog.at_level(logging.DEBUG, logger="scrapy_ext.middleware"):
+        message = refused(middleware, Request(url))
+        refused(middleware, Request(url + "2"))
+    assert f"{scheme}://" in message or f"{scheme}:" in message
+    assert "http and https only" in message and "proxypool_disable" in message
+    counted = stats(middleware)
+    assert counted["proxypool/refused_scheme"] == 2
+    assert counted[f"proxypool/refused_scheme/{scheme}"] == 2
+    assert "proxypool/requests" not in counted
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once per scheme, then DEBUG
+    assert [r.levelno for r in caplog.records].count(logging.DEBUG) >= 1
+
+
+def test_data_urls_pass_untouched_and_uncounted() -> None:
+    middleware = make()
+    request = send(middleware, Request("data:text/plain,hello"))
+    assert "proxy" not in request.meta and PROXY_META_KEY not in request.meta
+    assert stats(middleware) == {}
+
+
+def test_other_schemes_go_only_with_proxypool_disable() -> None:
+    middleware = make()
+    disabled = send(middleware, Request("ftp://files.example/a", meta={"proxypool_disable": True}))
+    assert "proxy" not in disabled.meta
+    # The user's own proxy is no way around it: Scrapy's FTP handler ignores meta["proxy"].
+    own = Request("ftp://files.example/a", meta={"proxy": "http://mine.example:3128"})
+    assert "ftp" in refused(middleware, own)
+    assert stats(middleware)["proxypool/refused_scheme/ftp"] == 1
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_an_empty_meta_proxy_is_no_proxy_the_pool_serves_it(value: str | None) -> None:
+    request = send(make(), Request(SITE, meta={"proxy": value}))
+    assert request.meta[PROXY_META_KEY] in proxies(4)
+    assert request.meta["proxy"] == request.meta[PROXY_META_KEY].url
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        " ",
+        "mine.example:3128",  # no scheme
+        "socks5://mine.example:1080",
+        "ftp://mine.example:21",
+        "http://",
+        "http://:3128",
+        "http://mine.example:99999",
+        " http://mine.example:3128",
+        b"http://mine.example:3128",
+        3128,
+        ["http://mine.example:3128"],
+    ],
+)
+def test_a_meta_proxy_that_is_not_a_proxy_url_is_a_visible_error(
+    value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = make()
+    with caplog.at_level(logging.ERROR, logger="scrapy_ext.middleware"):
+        message = refused(middleware, Request(SITE, meta={"proxy": value}))
+        refused(middleware, Request(SITE, meta={"proxy": value}))
+    assert "meta['proxy']" in message and "http://host:port" in message
+    counted = stats(middleware)
+    assert counted["proxypool/bad_meta"] == 2
+    assert counted["proxypool/bad_meta/proxy"] == 2
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "meta['proxy']" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "value", ["http://mine.example:3128", "HTTPS://mine.example", "http://u:p@[::1]:3128"]
+)
+def test_a_real_proxy_url_is_the_users_own(value: str) -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, meta={"proxy": value}))
+    assert request.meta["proxy"] == value and PROXY_META_KEY not in request.meta
+    assert stats(middleware) == {}
+
+
+@pytest.mark.parametrize("value", [False, 0, None])
+def test_proxypool_disable_false_is_served_by_the_pool(value: Any) -> None:
+    request = send(make(), Request(SITE, meta={"proxypool_disable": value}))
+    assert request.meta[PROXY_META_KEY] in proxies(4)
+
+
+@pytest.mark.parametrize("value", [True, 1])
+def test_proxypool_disable_true_is_left_alone(value: Any) -> None:
+    request = send(make(), Request(SITE, meta={"proxypool_disable": value}))
+    assert PROXY_META_KEY not in request.meta
+
+
+@pytest.mark.parametrize("value", ["false", "0", "yes", "", [], 2])
+def test_proxypool_disable_must_be_a_bool(value: Any) -> None:
+    """A string is never read as a flag: "false" would otherwise disable the pool."""
+    middleware = make()
+    message = refused(middleware, Request(SITE, meta={"proxypool_disable": value}))
+    assert "meta['proxypool_disable']" in message and "True or False" in message
+    assert stats(middleware)["proxypool/bad_meta/proxypool_disable"] == 1
+
+
+def test_an_unhashable_session_is_a_visible_error(caplog: pytest.LogCaptureFixture) -> None:
+    middleware = make()
+    with caplog.at_level(logging.DEBUG, logger="scrapy_ext.middleware"):
+        for value in (["x"], ["y"], {"a": 1}):
+            message = refused(middleware, Request(SITE, meta={"proxypool_session": value}))
+            assert "meta['proxypool_session']" in message and "hashable" in message
+    counted = stats(middleware)
+    assert counted["proxypool/bad_meta"] == 3
+    assert counted["proxypool/bad_meta/proxypool_session"] == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2, errors  # once per kind of bad value: list, dict
+    assert any("list" in e for e in errors) and any("dict" in e for e in errors)
+
+
+@pytest.mark.parametrize("value", [123, ["US"], 1.5])
+def test_a_request_geo_of_a_wrong_type_counts_as_bad_geo(value: Any) -> None:
+    middleware = make()
+    assert "proxypool_geo" in refused(middleware, Request(SITE, meta={"proxypool_geo": value}))
+    assert stats(middleware)["proxypool/bad_geo"] == 1
+
+
+# -- non-idempotent requests are not replayed once they may have reached the site ---------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "LOCK"])
+def test_a_banned_non_idempotent_request_is_not_replayed(method: str) -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, method=method, body=b"order=1"))
+    banned = request.meta[PROXY_META_KEY]
+    result = middleware.process_response(request, response(request, 403))
+    assert isinstance(result, Response) and result.status == 403
+    assert middleware.pool is not None
+    assert middleware.pool.stats()["bans"] == 1  # still reported...
+    for _ in range(4):  # ...so the proxy is not handed out for this site again
+        assert send(middleware, Request(SITE)).meta[PROXY_META_KEY] != banned
+    counted = stats(middleware)
+    assert (counted["proxypool/bans"], counted["proxypool/not_replayed"]) == (1, 1)
+    assert "proxypool/retries" not in counted
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+def test_a_banned_idempotent_request_is_retried(method: str) -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, method=method))
+    assert isinstance(middleware.process_response(request, response(request, 429)), Request)
+
+
+def test_a_407_over_http_came_from_the_proxy_a_post_is_retried() -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, method="POST"))
+    assert isinstance(middleware.process_response(request, response(request, 407)), Request)
+
+
+def test_a_407_inside_an_https_tunnel_came_from_the_site_a_post_is_not_retried() -> None:
+    """Over https a proxy's 407 refuses the CONNECT (a TunnelError, no response): a 407
+    response came through the tunnel, from the site, which therefore got the request."""
+    middleware = make()
+    request = send(middleware, Request("https://shop.example/cart", method="POST"))
+    result = middleware.process_response(request, response(request, 407))
+    assert isinstance(result, Response)
+    assert stats(middleware)["proxypool/not_replayed"] == 1
+    get = send(middleware, Request("https://shop.example/cart"))
+    assert isinstance(middleware.process_response(get, response(get, 407)), Request)
+
+
+def _never_sent() -> list[Exception]:
+    from scrapy.core.downloader.handlers.http11 import TunnelError
+    from scrapy.exceptions import CannotResolveHostError
+    from twisted.internet.error import ConnectionRefusedError as TxRefused
+
+    return [
+        DownloadConnectionRefusedError("refused"),
+        CannotResolveHostError("no such proxy host"),
+        TunnelError("Could not open CONNECT tunnel with proxy 10.0.0.1:8000 [403]"),
+        TxRefused(),
+        ValueError("invalid hostname: 'bad host'"),
+    ]
+
+
+def _may_have_arrived() -> list[Exception]:
+    from scrapy.exceptions import DownloadFailedError, DownloadTimeoutError, ResponseDataLossError
+    from twisted.internet.error import ConnectionLost
+    from twisted.web._newclient import ResponseNeverReceived
+
+    return [
+        DownloadTimeoutError("took longer than 180 seconds"),
+        DownloadFailedError("connection lost"),
+        ResponseDataLossError("lost"),
+        ConnectionLost(),
+        ResponseNeverReceived([]),
+    ]
+
+
+@pytest.mark.parametrize("error", _never_sent(), ids=lambda e: type(e).__name__)
+def test_a_post_whose_request_never_left_is_retried(error: Exception) -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, method="POST"))
+    assert isinstance(middleware.process_exception(request, error), Request)
+
+
+@pytest.mark.parametrize("error", _may_have_arrived(), ids=lambda e: type(e).__name__)
+def test_a_post_that_may_have_arrived_is_not_retried(error: Exception) -> None:
+    middleware = make()
+    request = send(middleware, Request(SITE, method="POST"))
+    assert middleware.process_exception(request, error) is None
+    assert middleware.pool is not None
+    assert middleware.pool.stats()["failures"] == 1  # the proxy is still blamed
+    counted = stats(middleware)
+    assert counted["proxypool/not_replayed"] == 1 and "proxypool/retries" not in counted
+    get = send(middleware, Request(SITE))
+    assert isinstance(middleware.process_exception(get, error), Request)
+
+
+# -- requests other middlewares and spiders derive from a pooled one ---------------------------
+
+
+def test_a_redirect_to_another_scheme_gets_a_fresh_pool_proxy() -> None:
+    """RedirectMiddleware (600) copies meta (proxy, our key) and headers into the redirected
+    request, which comes back through process_request: the pool serves it again, and nothing of
+    the first proxy (its credentials) stays on it."""
+    from scrapy.downloadermiddlewares.redirect import RedirectMiddleware
+
+    with_auth = Proxy("10.0.0.9", 9000, username="u1", password=SECRET)
+    middleware = make(ListSource([with_auth, Proxy("10.0.0.8", 9000)]))
+    first = through_httpproxy(middleware, Request(SITE))
+    if first.meta[PROXY_META_KEY] != with_auth:
+        first = through_httpproxy(middleware, Request(SITE))
+    assert first.headers[b"Proxy-Authorization"] == basic(f"u1:{SECRET}")
+    redirect = RedirectMiddleware.from_crawler(middleware.crawler)
+    moved = Response(SITE, status=302, headers={"Location": "https://shop.example/item/1"})
+    redirected = redirect.process_response(first, moved)
+    assert isinstance(redirected, Request) and redirected.url.startswith("https://")
+    assert redirected.meta[PROXY_META_KEY] == with_auth  # copied along...
+    through_httpproxy(middleware, redirected)
+    assert redirected.meta[PROXY_META_KEY] == Proxy("10.0.0.8", 9000)  # ...and replaced
+    assert redirected.meta["proxy"] == "http://10.0.0.8:9000"
+    assert b"Proxy-Authorization" not in redirected.headers
+    # A redirect to ftp:// is not followed by Scrapy at all (http and https only).
+    to_ftp = Response(SITE, status=302, headers={"Location": "ftp://files.example/a"})
+    assert redirect.process_response(first, to_ftp) is to_ftp
+
+
+def test_a_request_made_with_a_pooled_responses_meta_is_served_by_the_pool() -> None:
+    """response.follow(url, meta=response.meta) copies meta["proxy"] and the private key: the
+    private key wins (the pool serves the new request); copying meta["proxy"] alone makes a
+    request with the user's own proxy, which for a scheme the pool cannot carry is refused."""
+    middleware = make()
+    parent = send(middleware, Request(SITE))
+    child = send(middleware, Request("http://shop.example/next", meta=dict(parent.meta)))
+    assert child.meta[PROXY_META_KEY] in proxies(4)
+    middleware._report_requests()
+    assert stats(middleware)["proxypool/requests"] == 2
+    ftp = Request("ftp://shop.example/x", meta={"proxy": parent.meta["proxy"]})
+    assert "ftp" in refused(middleware, ftp)
+    ftp_copy = Request("ftp://shop.example/x", meta=dict(parent.meta))
+    assert "ftp" in refused(middleware, ftp_copy)
+
+
+# -- download handlers -------------------------------------------------------------------------
+
+AIOHTTP = "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler"
+FILE = "scrapy.core.downloader.handlers.file.FileDownloadHandler"  # ignores meta["proxy"]
+
+
+def built(**settings: Any) -> ProxyPoolMiddleware:
+    crawler = get_crawler(
+        Spider,
+        {
+            **HANDLERS,
+            "PROXYPOOL_SOURCE": ListSource(proxies(2)),
+            "PROXYPOOL_CHECK_PROXIES": False,
+            **settings,
+        },
+    )
+    return ProxyPoolMiddleware.from_crawler(crawler)
+
+
+@pytest.mark.parametrize(
+    ("handlers", "scheme", "handler"),
+    [
+        ({"http": AIOHTTP}, "http", AIOHTTP),
+        ({"https": AIOHTTP}, "https", AIOHTTP),
+        ({"https": FILE}, "https", FILE),
+        ({"http": "tests_handler_that_is_not_there.X"}, None, None),
+    ],
+)
+def test_a_download_handler_not_known_to_carry_the_proxy_stops_the_spider(
+    handlers: dict[str, str], scheme: str | None, handler: str | None
+) -> None:
+    middleware = built(DOWNLOAD_HANDLERS={"http": HTTP11, "https": HTTP11, **handlers})
+    if scheme is None:  # Scrapy cannot load it either: it downloads nothing for that scheme
+        assert middleware._failure is None
+        return
+    with pytest.raises(CloseSpider) as closed:
+        complete(middleware.spider_opened(Spider("s")))
+    assert closed.value.reason == "proxypool_misconfigured"
+    error = str(middleware.stats.get_value("proxypool/error"))
+    assert f"DOWNLOAD_HANDLERS['{scheme}']" in error and handler in error
+    assert "PROXYPOOL_TRUSTED_HANDLERS" in error
+    assert "proxypool/error" in middleware.stats.get_stats()
+    with pytest.raises(IgnoreRequest, match="DOWNLOAD_HANDLERS"):
+        complete(middleware.process_request(Request(SITE)))
+    assert source_of(middleware).calls == []  # nothing was bought
+
+
+@pytest.mark.parametrize(
+    "handlers",
+    [
+        {"http": HTTP11, "https": HTTP11},
+        {"http": None, "https": None},  # no handler: Scrapy downloads nothing, nothing leaks
+        {"http": HTTP11, "https": HTTP11, "ftp": None, "s3": AIOHTTP},  # refused schemes
+    ],
+)
+def test_scrapys_http11_handler_is_accepted(handlers: dict[str, Any]) -> None:
+    assert built(DOWNLOAD_HANDLERS=handlers)._failure is None
+
+
+def test_a_subclass_of_http11_needs_to_be_trusted() -> None:
+    from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
+
+    class Custom(HTTP11DownloadHandler):
+        pass
+
+    handlers = {"http": Custom, "https": HTTP11}
+    assert built(DOWNLOAD_HANDLERS=handlers)._failure is not None
+    trusted = built(DOWNLOAD_HANDLERS=handlers, PROXYPOOL_TRUSTED_HANDLERS=[Custom])
+    assert trusted._failure is None
+
+
+@pytest.mark.parametrize("trusted", [[AIOHTTP], AIOHTTP, f" {AIOHTTP} , {FILE}"])
+def test_trusted_handlers_are_accepted(trusted: Any) -> None:
+    middleware = built(
+        DOWNLOAD_HANDLERS={"http": AIOHTTP, "https": AIOHTTP}, PROXYPOOL_TRUSTED_HANDLERS=trusted
+    )
+    assert middleware._failure is None
+
+
+def test_an_unloadable_trusted_handler_names_the_setting() -> None:
+    middleware = built(PROXYPOOL_TRUSTED_HANDLERS=["no.such.Handler"])
+    assert middleware._failure is not None
+    assert "PROXYPOOL_TRUSTED_HANDLERS" in middleware._failure[1]

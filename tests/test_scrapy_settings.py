@@ -86,6 +86,12 @@ def test_proxy_auth_encoding_is_scrapys_setting() -> None:
     assert read(HTTPPROXY_AUTH_ENCODING="utf-8").auth_encoding == "utf-8"
 
 
+def test_trusted_handlers_from_settings_py_or_the_command_line() -> None:
+    assert read().trusted_handlers == ()
+    assert read(PROXYPOOL_TRUSTED_HANDLERS=" a.B , c.D,").trusted_handlers == ("a.B", "c.D")
+    assert read(PROXYPOOL_TRUSTED_HANDLERS=[dict]).trusted_handlers == (dict,)
+
+
 def test_typed_values_from_settings_py_pass_through() -> None:
     config = read(PROXYPOOL_BAN_STATUSES=[403], PROXYPOOL_MAX_EXTRACTED=1000, PROXYPOOL_LIFE=5)
     assert config.ban_statuses == frozenset({403})
@@ -120,6 +126,9 @@ def test_typed_values_from_settings_py_pass_through() -> None:
         ("PROXYPOOL_API_TIMEOUT", "soon", "seconds"),
         ("HTTPPROXY_AUTH_ENCODING", "klingon-8", "text encoding"),
         ("HTTPPROXY_AUTH_ENCODING", "rot13", "text encoding"),  # a codec, but str to str
+        ("PROXYPOOL_TRUSTED_HANDLERS", "aiohttp", "import paths"),
+        ("PROXYPOOL_TRUSTED_HANDLERS", {"http": "a.B"}, "list of import paths"),
+        ("PROXYPOOL_TRUSTED_HANDLERS", [3], "import paths or classes"),
     ],
 )
 def test_bad_values_name_the_setting(name: str, value: Any, allowed: str) -> None:
