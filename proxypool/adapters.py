@@ -376,7 +376,7 @@ class ProxyPoolAdapter(HTTPAdapter):
                 continue
             if last_ban is not None:
                 last_ban.close()
-            self.pool.report_success(proxy)
+            self.pool.report_success(proxy, domain=domain)  # (ends a ban streak there)
             self._blame_slow(slow, proxy, domain)
             return response
 

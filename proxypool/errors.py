@@ -14,6 +14,8 @@
     │   ├── ApiResponseError        unusable answer: HTML, redirect, empty, non-JSON, wrong shape
     │   └── ApiConnectionError      network failure or timeout before an answer arrived
     └── PoolExhausted               no usable proxy could be had in time
+        └── BanStorm                a site banned every proxy of the last batches bought:
+                                    no more are bought for it for a while (``.domain``)
 
 No message, ``repr`` or ``str`` of these exceptions ever contains the app_key: the client builds
 every message from redacted parts, and lower-level exceptions whose text holds request URLs are
@@ -27,6 +29,7 @@ __all__ = [
     "ApiConnectionError",
     "ApiError",
     "ApiResponseError",
+    "BanStorm",
     "ConfigError",
     "InvalidAppKey",
     "InvalidGeo",
@@ -125,3 +128,17 @@ class PoolExhausted(ProxyPoolError):
 
     The underlying cause, if any (an API error, empty extractions), is chained as ``__cause__``.
     """
+
+
+class BanStorm(PoolExhausted):
+    """A site banned every proxy of the last few batches the pool bought (a ban storm), so the
+    pool buys no more proxies for it until a cool-down ends; its requests fail with this at once.
+
+    ``domain`` is the site (host name, lower case); ``retry_after`` the seconds until buying for
+    it resumes. Other sites are served as before.
+    """
+
+    def __init__(self, message: str, *, domain: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.domain = domain
+        self.retry_after = retry_after

@@ -23,6 +23,23 @@ sessions); it is counted in ``stats()["duplicates"]`` (and in ``extracted``: it 
 proxy that has left (evicted or expired) and is extracted again starts over as a new entry.
 The same proxy extracted for two different geographies is two entries with separate health.
 
+Money: every IP the provider hands over counts against ``max_extracted`` (``stats()["extracted"]``),
+whether or not it joins the pool: a source wrapper that drops some (an unreachable-proxy check)
+returns an ``ExtractedBatch`` saying how many it was handed. Each extraction asks for at most the
+budget left, reserved under the lock before the provider is called, so concurrent refills of
+several geographies never pass it together. An answer with more IPs than asked for is cut to
+``num`` (a WARNING says how many came); the surplus still counts, since the provider may bill
+it: the pool then buys nothing more once the count reaches the cap.
+
+Ban storms: each refill is a batch. A batch is all banned for a site once every proxy in it has
+been reported banned for that domain (a duplicate already banned there counts at once). After
+``ban_storm_batches`` such batches in a row for one domain, with no success reported for it in
+between (``report_success(proxy, domain=...)``), the pool stops buying for that site for
+``ban_storm_cooldown`` seconds: a request for it that finds no proxy it has not banned raises
+``BanStorm`` at once instead of starting an extraction (one WARNING per storm). Other sites are
+served as before. After the cool-down one more all-banned batch starts the next storm; a success
+for the site ends a storm and clears its count.
+
 Cost: ``get()`` and the ``report_*`` calls are O(1) in the pool's size. Expiry is lazy: each
 operation first retires what has come due in the sub-pool it touches (batches queue in expiry
 order, cooling proxies in a heap), so nothing scans the whole pool periodically; the rotation
@@ -51,12 +68,21 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypedDict
 
 from ._validate import check_float, check_int, shown
-from .errors import AccountError, ConfigError, PoolExhausted, ProviderError
+from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, ProviderError
 from .geo import Geo, LocationCatalog
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
 
-__all__ = ["GeoLike", "GeoValidator", "PoolStats", "ProxyPool", "ProxySource", "RefillRunner"]
+__all__ = [
+    "ExtractedBatch",
+    "GeoLike",
+    "GeoValidator",
+    "PoolStats",
+    "ProxyPool",
+    "ProxySource",
+    "RefillRunner",
+    "handed_over",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +103,8 @@ _ANYWHERE = Geo()
 _MAX_LIFE = 7200  # minutes; the same cap as ProviderClient.extract()
 _MAX_BATCH = 500  # IPs per extraction, the cap public clients of this API use
 _MAX_DOMAIN = 253  # the longest DNS name
+_MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
+_MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
 class ProxySource(Protocol):
@@ -87,6 +115,29 @@ class ProxySource(Protocol):
     """
 
     def extract(self, geo: Geo | None, *, num: int, life: int) -> Iterable[Proxy]: ...
+
+
+class ExtractedBatch(list[Proxy]):
+    """What a ``ProxySource`` wrapper returns when it keeps fewer proxies than the provider handed
+    over (an unreachable-proxy check dropped some): the proxies kept, plus ``handed_over``, how
+    many the provider returned. The pool counts ``handed_over`` against ``max_extracted``: every
+    IP handed over was paid for, used or not. A plain list counts its length."""
+
+    __slots__ = ("handed_over",)
+
+    def __init__(self, proxies: Iterable[Proxy] = (), *, handed_over: int) -> None:
+        super().__init__(proxies)
+        self.handed_over = handed_over
+
+
+def handed_over(result: object, kept: int) -> int:
+    """How many IPs the provider handed over for an extraction that returned ``result`` holding
+    ``kept`` proxies: ``ExtractedBatch.handed_over`` (never fewer than were kept). For wrappers
+    of a ``ProxySource`` (they pass the count of the source they wrap on)."""
+    count = getattr(result, "handed_over", None)
+    if isinstance(count, int) and not isinstance(count, bool) and count > kept:
+        return count
+    return kept
 
 
 class GeoValidator(Protocol):
@@ -120,8 +171,20 @@ class PoolStats(TypedDict):
     bans: int
     evictions: int
     expired: int
+    ban_storms: int
     live: dict[str, int]
     cooling: dict[str, int]
+
+
+class _Batch:
+    """The entries one extraction brought (new or duplicates), for ban-storm detection: ``size``
+    of them, ``banned[domain]`` of which are banned for that domain. Mutated under the lock."""
+
+    __slots__ = ("banned", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.banned: dict[str, int] = {}
 
 
 class _Entry:
@@ -129,6 +192,7 @@ class _Entry:
 
     __slots__ = (
         "bans",
+        "batches",
         "cool_until",
         "failures",
         "in_rotation",
@@ -148,6 +212,7 @@ class _Entry:
         self.cool_until = 0.0
         self.bans: set[str] | None = None
         self.sessions: set[Hashable] | None = None
+        self.batches: list[_Batch] | None = None  # the extractions it came in (ban storms)
         # False once the rotation has dropped it (while cooling); re-added when it is LIVE again.
         self.in_rotation = True
 
@@ -165,6 +230,7 @@ class _SubPool:
         "label",
         "last_added",
         "last_error",
+        "last_failure",
         "next_due",
         "refill_generation",
         "refilling",
@@ -194,6 +260,7 @@ class _SubPool:
         self.api_failures = 0  # consecutive failed refills, drives the backoff
         self.retry_at = -math.inf
         self.last_error: BaseException | None = None
+        self.last_failure: BaseException | None = None  # what the last refill raised, if it did
 
 
 def _normalize_domain(domain: object) -> str:
@@ -217,6 +284,25 @@ def _check_session(session: object) -> None:
         ) from None
 
 
+def _join(entry: _Entry, bought: _Batch) -> None:
+    """Count ``entry`` in the batch ``bought`` (once, even if the answer named it twice), with
+    the domains it is already banned for. Caller holds the pool lock."""
+    batches = entry.batches
+    if batches is None:
+        entry.batches = [bought]
+    elif batches[-1] is bought:
+        return
+    else:
+        batches.append(bought)
+        if len(batches) > _MAX_ENTRY_BATCHES:
+            del batches[0]  # that old batch can no longer become all banned: fewer storms
+    bought.size += 1
+    if entry.bans:
+        banned = bought.banned
+        for domain in entry.bans:
+            banned[domain] = banned.get(domain, 0) + 1
+
+
 class ProxyPool:
     """A rotating pool of proxies extracted from ``client``, one sub-pool per geography.
 
@@ -230,13 +316,19 @@ class ProxyPool:
     failures that evict a proxy. ``catalog`` validates geographies before their first extraction;
     when omitted and ``client`` has the provider's location calls, a ``LocationCatalog`` is made.
     ``clock`` returns monotonic seconds (all timeouts and lifetimes use it). ``max_extracted`` caps
-    the IPs extracted over the pool's lifetime (a cost guard). ``cooldown`` is the backoff after a
-    proxy fails (default 5 s doubling up to 120 s, full jitter), ``api_backoff`` the backoff after
-    a failed or empty extraction (1 s doubling up to 60 s, half jitter); ``rng`` feeds jitter and
-    the random strategy. ``refill_runner`` runs the top-ups that start while proxies are still
-    usable, so the ``get()`` that notices never waits for them: by default each runs in a
-    short-lived daemon thread named ``proxypool-refill``; pass ``lambda job: job()`` to run them
-    inline (deterministic tests) or ``executor.submit`` to use a pool of your own.
+    the IPs extracted over the pool's lifetime (a cost guard: every IP the provider hands over
+    counts, see the module docstring). ``ban_storm_batches``: after this many bought batches in a
+    row whose proxies were all banned by one site, stop buying for that site for
+    ``ban_storm_cooldown`` seconds (``BanStorm``); ``None`` turns the detection off.
+    ``cooldown`` is the backoff after a proxy fails (default 5 s doubling up to 120 s, full
+    jitter), ``api_backoff`` the backoff after a failed or empty extraction (1 s doubling up to
+    60 s, half jitter); ``rng`` feeds jitter and the random strategy. ``refill_runner`` runs
+    every extraction ``get()`` starts (a top-up while proxies are still usable, so the ``get()``
+    that notices never waits for it, or the refill an empty pool waits for, so a slow provider
+    cannot hold ``get()`` past its timeout): by default each runs in a short-lived daemon thread
+    named ``proxypool-refill``; pass ``lambda job: job()`` to run them inline (deterministic
+    tests; ``get()`` is then bounded by the client's timeout only) or ``executor.submit`` to
+    use a pool of your own.
 
     Every argument is checked here (``ConfigError`` naming it); nothing is fetched until a proxy is
     needed. See the module docstring for the proxy state machine and thread-safety.
@@ -269,6 +361,8 @@ class ProxyPool:
         api_backoff: Backoff | None = None,
         rng: random.Random | None = None,
         refill_runner: RefillRunner | None = None,
+        ban_storm_batches: int | None = 3,
+        ban_storm_cooldown: float = 600.0,
     ) -> None:
         if not callable(getattr(client, "extract", None)):
             raise ConfigError(
@@ -289,6 +383,14 @@ class ProxyPool:
             )
         self._max_extracted = (
             None if max_extracted is None else check_int(max_extracted, "max_extracted", min=1)
+        )
+        self._storm_batches = (
+            None
+            if ban_storm_batches is None
+            else check_int(ban_storm_batches, "ban_storm_batches", min=1)
+        )
+        self._storm_cooldown = check_float(
+            ban_storm_cooldown, "ban_storm_cooldown", min=0.0, min_exclusive=True, unit="seconds"
         )
         if not callable(clock):
             raise ConfigError("clock must be a callable returning monotonic seconds", field="clock")
@@ -356,6 +458,10 @@ class ProxyPool:
         # The domain of the pick in progress, read by _judge; only meaningful under the lock.
         self._pick_domain: str | None = None
         self._verdict = self._judge
+        # Ban storms: domain -> all-banned batches in a row; domain -> when buying resumes.
+        self._streaks: dict[str, int] = {}
+        self._storms: dict[str, float] = {}
+        self._storm_news: list[tuple[str, float]] = []  # storms started under the lock, to log
 
         self._served = 0
         self._extracted = 0
@@ -367,6 +473,7 @@ class ProxyPool:
         self._bans = 0
         self._evictions = 0
         self._expired = 0
+        self._ban_storms = 0
 
     # -- geography ---------------------------------------------------------------------------
 
@@ -483,16 +590,19 @@ class ProxyPool:
         ``session``: any hashable key; the same key gets the same proxy while it stays usable
         (not expired, evicted, cooling, or banned for ``domain``), then a new one. ``domain``:
         the target host (compared case-insensitively); proxies banned for it are skipped.
-        ``timeout``: seconds (pool clock) to wait for a refill when nothing is usable; an
-        extraction this thread runs itself is bounded by the client's own timeout.
+        ``timeout``: seconds (pool clock) to wait when nothing is usable; it bounds the call
+        however slow the provider is (the first call for a new geography also waits for its
+        validation, bounded by the client's timeout).
 
         While a proxy is usable, this returns at once: when that leaves the sub-pool below
         ``min_size`` (and no refill is in flight), the top-up starts in ``refill_runner``, never
         in this thread. Only when nothing is usable does the caller wait, for the extraction in
-        flight or for one it runs itself (outside the lock). Raises ``PoolExhausted`` (chaining
-        the last error, if any) when no proxy can be had in time, the ``max_extracted`` budget is
-        spent or the pool is closed; ``InvalidAppKey``/``RealNameRequired`` as soon as the
-        provider reports them; ``InvalidGeo``/``ConfigError`` for a bad geography.
+        flight or for one it starts (also in ``refill_runner``). Raises ``PoolExhausted``
+        (chaining the last error, if any) when no proxy can be had in time, the
+        ``max_extracted`` budget is spent or the pool is closed; ``BanStorm`` at once when
+        ``domain`` is in a ban storm and no proxy it has not banned is left;
+        ``InvalidAppKey``/``RealNameRequired`` as soon as the provider reports them;
+        ``InvalidGeo``/``ConfigError`` for a bad geography.
         """
         # The checks below are written out inline: this is the hot path (see benchmarks/).
         if timeout.__class__ is not float or not 0.0 <= timeout < math.inf:
@@ -532,7 +642,10 @@ class ProxyPool:
     def _get_slow(
         self, sub: _SubPool, session: Hashable | None, domain: str | None, deadline: float
     ) -> Proxy:
-        """get() when a refill is due or nothing is usable: take and top up, refill, or wait."""
+        """get() when a refill is due or nothing is usable: take and top up, refill, or wait.
+
+        The extraction always runs in ``refill_runner``, so this thread only waits on the
+        condition, never past ``deadline``: a slow provider cannot hold the caller."""
         refilled = False  # one extraction per call: a get() never starts two back to back
         while True:
             with self._lock:
@@ -546,23 +659,19 @@ class ProxyPool:
                         return entry.proxy
                     # Proxies are left, just fewer than min_size: top up elsewhere, serve now.
                     num = self._begin_refill(sub)
+                elif domain is not None and self._storms and self._storming(domain, now):
+                    raise self._storm_error(domain, now)
                 elif self._can_refill(sub, now):
-                    num = self._begin_refill(sub)  # nothing usable: this thread extracts
+                    num = self._begin_refill(sub)  # nothing usable: extract, and wait for it
+                    refilled = True
                 else:
                     self._cond.wait(self._wait_time(sub, now, deadline, domain))
                     continue
             if self._pending:
                 self._flush()
+            self._top_up(sub, num)
             if entry is not None:
-                self._top_up(sub, num)
                 return entry.proxy
-            refilled = True
-            try:
-                self._run_refill(sub, num)
-            except AccountError:
-                raise
-            except Exception:
-                pass  # recorded on the sub-pool (backoff, last_error); take or wait next round
 
     def _wait_time(self, sub: _SubPool, now: float, deadline: float, domain: str | None) -> float:
         """How long get() may sleep before something can change; raises if nothing will in time.
@@ -600,7 +709,8 @@ class ProxyPool:
 
         Meant for event loops. ``None`` means nothing is usable for this request yet (empty,
         cooling, banned for ``domain``, or the geography not validated yet): run
-        ``refill(geo)`` in a worker thread, then try again. Raises ``PoolExhausted`` once the pool
+        ``refill(geo)`` in a worker thread, then try again. Raises ``BanStorm`` when ``domain``
+        is in a ban storm and nothing it has not banned is left, ``PoolExhausted`` once the pool
         is closed, the ``AccountError`` once the provider has refused the account, and
         ``ConfigError`` for a malformed ``geo`` or ``domain``.
         """
@@ -624,7 +734,11 @@ class ProxyPool:
                 if now >= sub.next_due:
                     self._maintain(sub, now)
                 entry = self._take(sub, session, domain)
-                return entry.proxy if entry is not None else None
+                if entry is not None:
+                    return entry.proxy
+                if domain is not None and self._storms and self._storming(domain, now):
+                    raise self._storm_error(domain, now)  # refill() would buy for it
+                return None
         finally:
             if self._pending:
                 self._flush()
@@ -655,7 +769,9 @@ class ProxyPool:
             if self._pending:
                 self._flush()
 
-    def refill(self, geo: GeoLike = None, *, wait: bool = True) -> int:
+    def refill(
+        self, geo: GeoLike = None, *, wait: bool = True, timeout: float | None = None
+    ) -> int:
         """Extract one batch for ``geo`` now; return how many new proxies joined the pool.
 
         Blocking I/O (validates the geography on first use, then calls the provider); meant for a
@@ -663,15 +779,22 @@ class ProxyPool:
         geography is in flight, waits for it and returns what it added. While the pool backs off
         after a failed or empty extraction it waits for the backoff to end (pool clock).
         ``wait=False`` returns 0 at once instead of waiting for either. Extracts even when the
-        sub-pool holds ``min_size`` or more.
+        sub-pool holds ``min_size`` or more. ``timeout`` (seconds, pool clock; ``None``: no
+        bound but the client's own): the extraction runs in ``refill_runner`` and this call
+        waits at most that long for it (or for the one in flight, or the backoff), then raises
+        ``PoolExhausted``; the extraction goes on and its proxies still join the pool.
 
         Raises the provider's error when this extraction fails (the pool then backs off),
         ``InvalidAppKey``/``RealNameRequired`` (refilling stops for good), ``InvalidGeo``, or
-        ``PoolExhausted`` when the pool is closed or ``max_extracted`` is spent.
+        ``PoolExhausted`` when the pool is closed, ``max_extracted`` is spent or the timeout
+        passed.
         """
         if not isinstance(wait, bool):
             raise ConfigError(f"wait must be True or False, not {shown(wait)}", field="wait")
+        if timeout is not None:
+            timeout = check_float(timeout, "timeout", min=0.0, unit="seconds")
         sub = self._subpool(geo)
+        deadline = None if timeout is None else self._clock() + timeout
         try:
             while True:
                 with self._lock:
@@ -682,11 +805,7 @@ class ProxyPool:
                     if sub.refilling:
                         if not wait:
                             return 0
-                        generation = sub.refill_generation
-                        while sub.refill_generation == generation and not self._closed:
-                            self._cond.wait()
-                        self._check_open()
-                        return sub.last_added
+                        return self._await_refill(sub, deadline, rethrow=False)
                     if self._budget_left() <= 0:
                         raise PoolExhausted(
                             f"max_extracted={self._max_extracted} reached: {self._extracted} IPs "
@@ -695,15 +814,52 @@ class ProxyPool:
                     if now < sub.retry_at:
                         if not wait:
                             return 0
-                        self._cond.wait(sub.retry_at - now)
+                        if deadline is not None and deadline <= now:
+                            raise self._refill_timeout(sub)
+                        self._cond.wait(min(sub.retry_at, deadline or math.inf) - now)
                         continue
                     num = self._begin_refill(sub)
+                    generation = sub.refill_generation
                 if self._pending:
                     self._flush()
-                return self._run_refill(sub, num)
+                if deadline is None:
+                    return self._run_refill(sub, num)
+                self._top_up(sub, num)
+                with self._lock:
+                    if sub.refill_generation != generation:  # (an inline runner: done already)
+                        return self._refill_result(sub, rethrow=True)
+                    return self._await_refill(sub, deadline, rethrow=True)
         finally:
             if self._pending:
                 self._flush()
+
+    def _await_refill(self, sub: _SubPool, deadline: float | None, *, rethrow: bool) -> int:
+        """Wait (holding the lock's condition) for the refill in flight for ``sub`` to end, until
+        ``deadline`` (pool clock; None: no bound); its result as ``refill()`` returns it."""
+        generation = sub.refill_generation
+        while sub.refill_generation == generation and not self._closed:
+            if deadline is None:
+                self._cond.wait()
+                continue
+            left = deadline - self._clock()
+            if left <= 0:
+                raise self._refill_timeout(sub)
+            self._cond.wait(left)
+        return self._refill_result(sub, rethrow=rethrow)
+
+    def _refill_result(self, sub: _SubPool, *, rethrow: bool) -> int:
+        """After a refill of ``sub`` ended: what it added, or (``rethrow``: it was the caller's
+        own) the error it raised. Caller holds the lock."""
+        self._check_open()
+        failure = sub.last_failure
+        if rethrow and isinstance(failure, Exception):
+            # The same object may be raised in several threads: drop its old traceback.
+            raise failure.with_traceback(None)
+        return sub.last_added
+
+    def _refill_timeout(self, sub: _SubPool) -> PoolExhausted:
+        what = "an extraction is still in flight" if sub.refilling else "the pool is backing off"
+        return PoolExhausted(f"refill for {sub.label} did not end within the timeout ({what})")
 
     def _budget_left(self) -> float:
         if self._max_extracted is None:
@@ -755,6 +911,7 @@ class ProxyPool:
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
+            sub.last_failure = None
             self._wake()
 
     def _run_refill(self, sub: _SubPool, num: int) -> int:
@@ -763,7 +920,8 @@ class ProxyPool:
         started = self._clock()
         geo = None if sub.geo.is_anywhere else sub.geo
         try:
-            proxies = list(self._source.extract(geo, num=num, life=self._life))
+            answer = self._source.extract(geo, num=num, life=self._life)
+            proxies = list(answer)
             for proxy in proxies:
                 if not isinstance(proxy, Proxy):
                     raise ConfigError(
@@ -773,10 +931,14 @@ class ProxyPool:
         except BaseException as exc:
             self._refill_failed(sub, num, exc)
             raise
+        # Every IP handed over was paid for; only ``num`` were asked for, so only those are kept.
+        bought = handed_over(answer, len(proxies))
+        if len(proxies) > num:
+            del proxies[num:]
         with self._lock:
             now = self._clock()
             self._reserved -= num
-            self._extracted += len(proxies)
+            self._extracted += bought
             self._refills += 1
             added = 0
             usable_until = started + self._life * 60 - self._margin
@@ -785,7 +947,7 @@ class ProxyPool:
                 if now >= sub.next_due:
                     self._maintain(sub, now)
                 if not too_late:
-                    added = self._merge(sub, proxies, usable_until)
+                    added = self._merge(sub, proxies, usable_until, now)
                 if added:
                     sub.api_failures = 0
                     sub.retry_at = -math.inf
@@ -801,18 +963,31 @@ class ProxyPool:
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = added
+            sub.last_failure = None
             usable = sub.usable
             closed = self._closed
             self._wake()
+        if bought > num:
+            logger.warning(
+                "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
+                "count against max_extracted",
+                bought,
+                sub.label,
+                num,
+                len(proxies),
+                bought,
+            )
+        if self._storm_news:
+            self._log_storms()
         if too_late and not closed:
             logger.warning(
                 "extraction for %s took longer than life minus expiry_margin; batch dropped",
                 sub.label,
             )
         logger.debug(
-            "refill %s: %d proxies returned, %d new, %d usable",
+            "refill %s: %d proxies handed over, %d new, %d usable",
             sub.label,
-            len(proxies),
+            bought,
             added,
             usable,
         )
@@ -824,6 +999,7 @@ class ProxyPool:
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
+            sub.last_failure = exc
             if isinstance(exc, Exception):
                 self._api_errors += 1
                 sub.last_error = exc
@@ -849,7 +1025,7 @@ class ProxyPool:
         sub.retry_at = now + self._api_backoff.delay(sub.api_failures, self._rng)
         sub.api_failures += 1
 
-    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float) -> int:
+    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float, now: float) -> int:
         """Add a batch usable until ``usable_until`` (in the future) to ``sub``; returns how many
         entries are new. Caller holds the lock."""
         geo = sub.geo
@@ -857,6 +1033,7 @@ class ProxyPool:
         by_id = self._by_id
         rotation = sub.rotation
         batch: list[_Entry] = []
+        bought = _Batch() if self._storm_batches is not None else None
         added = 0
         # A batch's proxies usually share one Geo object, equal to ``geo``: compared once.
         equal_geo = geo
@@ -869,6 +1046,8 @@ class ProxyPool:
                     proxy = dataclasses.replace(proxy, geo=geo)
             fresh = _Entry(proxy, sub, usable_until)
             entry = index.setdefault(proxy, fresh)  # one hash of the proxy, not two
+            if bought is not None:
+                _join(entry, bought)
             if entry is not fresh:
                 self._duplicates += 1
                 if usable_until > entry.usable_until:
@@ -879,6 +1058,11 @@ class ProxyPool:
             rotation.add(entry)
             batch.append(entry)
             added += 1
+        if bought is not None:
+            # Duplicates already banned somewhere: the batch may be all banned on arrival.
+            for domain, banned in bought.banned.items():
+                if banned == bought.size:
+                    self._all_banned(domain, now)
         sub.usable += added
         if batch:
             sub.expiry.append((usable_until, batch))
@@ -911,10 +1095,23 @@ class ProxyPool:
                     return entry
         return None
 
-    def report_success(self, proxy: Proxy) -> None:
+    def report_success(self, proxy: Proxy, *, domain: str | None = None) -> None:
         """A request through ``proxy`` worked: reset its failure count and end any cool-down.
-        Unknown or departed proxies are ignored. Thread-safe; never blocks on I/O."""
+        ``domain`` (the target host, optional): that site served a pool proxy, so it is not
+        banning everything: its count of all-banned batches restarts and a ban storm on it ends.
+        A ``domain`` that is no host name is ignored (no ban can have been counted for it), so
+        reporting a success never fails. Unknown or departed proxies are ignored. Thread-safe;
+        never blocks on I/O."""
+        if domain is not None:
+            # (Nothing to clear until some site had an all-banned batch: skip the parsing.)
+            try:
+                domain = _normalize_domain(domain) if self._streaks or self._storms else None
+            except ConfigError:
+                domain = None
         with self._lock:
+            if domain is not None:
+                self._streaks.pop(domain, None)
+                self._storms.pop(domain, None)
             entry = self._find(proxy)
             if entry is None:
                 return
@@ -957,6 +1154,8 @@ class ProxyPool:
                         entry.bans.add(domain)
                         self._bans += 1
                         news = "banned"
+                        if entry.batches is not None:
+                            self._count_ban(entry.batches, domain)
                     return
                 self._failures += 1
                 entry.failures += 1
@@ -976,10 +1175,74 @@ class ProxyPool:
         finally:
             if news == "banned":
                 logger.debug("proxy %s banned for %s", proxy, domain)
+                if self._storm_news:
+                    self._log_storms()
             elif news == "evicted":
                 logger.debug("proxy %s evicted after %d failures", proxy, failures)
             if self._pending:
                 self._flush()
+
+    # -- ban storms (caller holds the lock unless said otherwise) ----------------------------
+
+    def _count_ban(self, batches: list[_Batch], domain: str) -> None:
+        """An entry of ``batches`` was just banned for ``domain``."""
+        for bought in batches:
+            banned = bought.banned.get(domain, 0) + 1
+            bought.banned[domain] = banned
+            if banned == bought.size:
+                self._all_banned(domain, self._clock())
+
+    def _all_banned(self, domain: str, now: float) -> None:
+        """A bought batch has just become all banned for ``domain``: count it, and start a
+        storm once ``ban_storm_batches`` came in a row."""
+        limit = self._storm_batches
+        if limit is None or self._storming(domain, now):
+            return
+        streaks = self._streaks
+        streak = streaks.pop(domain, 0) + 1  # (re-inserted last: the dict stays oldest-first)
+        if streak < limit:
+            if len(streaks) >= _MAX_STREAKS:
+                del streaks[next(iter(streaks))]  # forget the site counted longest ago
+            streaks[domain] = streak
+            return
+        # After the cool-down, one more all-banned batch starts the next storm.
+        streaks[domain] = limit - 1
+        self._storms[domain] = now + self._storm_cooldown
+        self._ban_storms += 1
+        self._storm_news.append((domain, self._storm_cooldown))
+        self._wake()  # requests waiting for this site give up now
+
+    def _storming(self, domain: str, now: float) -> bool:
+        """Whether ``domain`` is in a ban storm now (an ended one is forgotten here)."""
+        until = self._storms.get(domain)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._storms[domain]
+        return False
+
+    def _storm_error(self, domain: str, now: float) -> BanStorm:
+        left = self._storms[domain] - now
+        return BanStorm(
+            f"ban storm on {domain}: the last {self._storm_batches} batches of proxies bought "
+            f"were all banned there, so none is bought for it for {left:.0f} s more",
+            domain=domain,
+            retry_after=left,
+        )
+
+    def _log_storms(self) -> None:
+        """Log the storms that started (one WARNING each). Call without the lock held."""
+        with self._lock:
+            news, self._storm_news = self._storm_news, []
+        for domain, cooldown in news:
+            logger.warning(
+                "ban storm on %s: %d batches of proxies in a row were all banned there; no "
+                "proxies are bought for it for %g s, and its requests fail with BanStorm",
+                domain,
+                self._storm_batches,
+                cooldown,
+            )
 
     # -- internal state transitions (caller holds the lock) ---------------------------------
 
@@ -1010,6 +1273,7 @@ class ProxyPool:
                     del sub.sessions[key]
         entry.sessions = None
         entry.bans = None
+        entry.batches = None
         self._pending.append(proxy)
 
     def _maintain(self, sub: _SubPool, now: float) -> None:
@@ -1099,6 +1363,7 @@ class ProxyPool:
                     bans=self._bans,
                     evictions=self._evictions,
                     expired=self._expired,
+                    ban_storms=self._ban_storms,
                     live={s.label: s.usable for s in self._subs.values()},
                     cooling={s.label: s.cooling_count for s in self._subs.values()},
                 )

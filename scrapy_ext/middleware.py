@@ -51,13 +51,20 @@ about proxies is the pool's. What it adds is the Scrapy side:
 
 - Extracted proxies that refuse TCP connections are dropped before they join the pool
   (``PROXYPOOL_CHECK_PROXIES``, see ``scrapy_ext.source``), so no request slot is spent on them.
+  They still count against ``PROXYPOOL_MAX_EXTRACTED``: they were paid for.
+- Ban storms: a site that bans every proxy of ``PROXYPOOL_BAN_STORM_BATCHES`` batches in a row
+  makes the pool stop buying for it for ``PROXYPOOL_BAN_STORM_COOLDOWN`` seconds; its requests
+  then fail (``IgnoreRequest`` to the errback, naming the site, counted in
+  ``proxypool/ban_storm``) while other sites are served. With ``PROXYPOOL_BAN_STORM_CLOSE`` the
+  spider is closed instead (finish reason ``proxypool_ban_storm``).
 
 Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``, ``bans/policy``,
 ``proxy_errors``, ``proxy_errors/<exception, invalid_hostname or 407>``, ``retries``,
-``retry_exhausted``, ``not_replayed``, ``exhausted``, ``bad_geo``, ``bad_meta``,
-``bad_meta/<key>``, ``refused_scheme``, ``refused_scheme/<scheme>``, ``refills``,
-``extractions``, ``extracted``, ``rejected``, ``api_errors``, ``evictions``, ``expired``,
-``live``, ``live/<geo>``, and ``error`` (why the spider was closed).
+``retry_exhausted``, ``not_replayed``, ``exhausted``, ``ban_storm`` (requests failed by a ban
+storm), ``bad_geo``, ``bad_meta``, ``bad_meta/<key>``, ``refused_scheme``,
+``refused_scheme/<scheme>``, ``refills``, ``extractions``, ``extracted`` (IPs the provider handed
+over), ``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and
+``error`` (why the spider was closed).
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ from twisted.python.failure import Failure
 from proxypool.api import ProviderClient
 from proxypool.errors import (
     AccountError,
+    BanStorm,
     ConfigError,
     InvalidGeo,
     PoolExhausted,
@@ -135,6 +143,7 @@ _PROXY_AUTHORIZATION = b"Proxy-Authorization"
 REASON_MISCONFIGURED = "proxypool_misconfigured"
 REASON_INVALID_GEO = "proxypool_invalid_geo"
 REASON_ACCOUNT = "proxypool_account_error"
+REASON_BAN_STORM = "proxypool_ban_storm"
 
 # Download errors that mean the proxy failed (or could not carry the request): refused, timed out,
 # unresolvable proxy host, tunnel refused, connection dropped. Import paths, because some exist
@@ -484,6 +493,8 @@ class ProxyPoolMiddleware:
             expiry_margin=config.expiry_margin,
             max_failures=config.max_failures,
             max_extracted=config.max_extracted,
+            ban_storm_batches=config.ban_storm_batches,
+            ban_storm_cooldown=config.ban_storm_cooldown,
             catalog=catalog,
         )
 
@@ -598,7 +609,8 @@ class ProxyPoolMiddleware:
         assert self.pool is not None
         canonical = self.pool.resolve_geo(geo)
         try:
-            self.pool.refill(canonical)
+            # Bounded like a request's wait: a slow provider does not hold the spider's start.
+            self.pool.refill(canonical, timeout=self.config.wait_timeout)
         except AccountError:
             raise
         except (ProviderError, PoolExhausted) as exc:
@@ -756,6 +768,8 @@ class ProxyPoolMiddleware:
         except AccountError as exc:
             self._fatal(exc)
             raise IgnoreRequest(f"proxypool stopped: {exc}") from None
+        except BanStorm as exc:
+            raise self._ban_storm(exc) from None
         except ProxyPoolError as exc:  # closed pool, malformed domain
             raise IgnoreRequest(f"proxypool: {exc}") from None
         if proxy is None:
@@ -933,6 +947,8 @@ class ProxyPoolMiddleware:
             raise IgnoreRequest(f"proxypool: {message}") from None
         except ConfigError as exc:  # a host name the pool refuses (over 253 characters)
             raise IgnoreRequest(f"proxypool: {exc}") from None
+        except BanStorm as exc:
+            raise self._ban_storm(exc) from None
         except ProxyPoolError as exc:
             self.stats.inc_value("proxypool/exhausted")
             if not self._closing:
@@ -941,6 +957,17 @@ class ProxyPoolMiddleware:
         finally:
             self._waiting -= 1
             self._sync_stats()
+
+    def _ban_storm(self, exc: BanStorm) -> IgnoreRequest:
+        """A request for a site in a ban storm: counted, and failed (the pool logged the storm
+        once); with ``PROXYPOOL_BAN_STORM_CLOSE`` the spider is closed."""
+        self.stats.inc_value("proxypool/ban_storm")
+        if self.config.ban_storm_close and self._failure is None:
+            self._failure = (REASON_BAN_STORM, str(exc))
+            logger.error("proxypool: closing the spider: %s", exc)
+            self.stats.set_value("proxypool/error", str(exc))
+            self._close_spider(REASON_BAN_STORM)
+        return IgnoreRequest(f"proxypool: {exc}")
 
     def _get_blocking(self, geo: Geo, session: Hashable | None, domain: str | None) -> Proxy:
         assert self.pool is not None
@@ -988,7 +1015,10 @@ class ProxyPoolMiddleware:
         elif self._ban_policy is not None and self._ban_policy(request, response):
             kind = "policy"
         else:
-            pool.report_success(proxy)
+            # The site's host matters once some proxy is banned (it ends a site's ban streak).
+            pool.report_success(
+                proxy, domain=urlparse_cached(request).hostname if pool.has_bans else None
+            )
             return response
         domain = urlparse_cached(request).hostname
         self._report(proxy, domain, banned=True)

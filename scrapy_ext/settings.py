@@ -26,7 +26,7 @@ APP_KEY_ENV = "PROXYPOOL_APP_KEY"
 API_URL_ENV = "PROXYPOOL_API_URL"
 
 #: Every setting the middleware reads, with its default. Units: LIFE in minutes; API_TIMEOUT,
-#: WAIT_TIMEOUT, EXPIRY_MARGIN and CHECK_TIMEOUT in seconds.
+#: WAIT_TIMEOUT, EXPIRY_MARGIN, CHECK_TIMEOUT and BAN_STORM_COOLDOWN in seconds.
 DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_ENABLED": True,
     "PROXYPOOL_APP_KEY": None,
@@ -49,6 +49,9 @@ DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_SLOT_PER_PROXY": False,
     "PROXYPOOL_WAIT_TIMEOUT": 60.0,
     "PROXYPOOL_TRUSTED_HANDLERS": (),
+    "PROXYPOOL_BAN_STORM_BATCHES": 3,
+    "PROXYPOOL_BAN_STORM_COOLDOWN": 600.0,
+    "PROXYPOOL_BAN_STORM_CLOSE": False,
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -67,9 +70,11 @@ class SettingsLike(Protocol):
 class ProxyPoolSettings:
     """The middleware's configuration, read once per crawler; immutable, so thread-safe.
 
-    Units: ``life`` in minutes; ``api_timeout``, ``expiry_margin``, ``check_timeout`` and
-    ``wait_timeout`` in seconds. ``source`` and ``ban_policy`` are import paths or objects, loaded
-    by the middleware. ``app_key`` is a secret and is left out of ``repr``.
+    Units: ``life`` in minutes; ``api_timeout``, ``expiry_margin``, ``check_timeout``,
+    ``wait_timeout`` and ``ban_storm_cooldown`` in seconds. ``ban_storm_batches`` is None when
+    ban-storm detection is off (``PROXYPOOL_BAN_STORM_BATCHES = 0``). ``source`` and
+    ``ban_policy`` are import paths or objects, loaded by the middleware. ``app_key`` is a secret
+    and is left out of ``repr``.
     """
 
     enabled: bool = True
@@ -92,6 +97,9 @@ class ProxyPoolSettings:
     max_proxy_retries: int = 3
     slot_per_proxy: bool = False
     wait_timeout: float = 60.0
+    ban_storm_batches: int | None = 3
+    ban_storm_cooldown: float = 600.0
+    ban_storm_close: bool = False
     # Scrapy's HTTPPROXY_AUTH_ENCODING: how proxy credentials become Proxy-Authorization.
     auth_encoding: str = "latin-1"
     # Download handlers (import paths or classes) the user vouches for, besides Scrapy's HTTP/1.1.
@@ -333,6 +341,9 @@ def read_settings(
         max_proxy_retries=_int(settings, "PROXYPOOL_MAX_PROXY_RETRIES", low=0, high=100),
         slot_per_proxy=_bool(settings, "PROXYPOOL_SLOT_PER_PROXY"),
         wait_timeout=_seconds(settings, "PROXYPOOL_WAIT_TIMEOUT", low=0.0, strict=True),
+        ban_storm_batches=_int(settings, "PROXYPOOL_BAN_STORM_BATCHES", low=0, high=1000) or None,
+        ban_storm_cooldown=_seconds(settings, "PROXYPOOL_BAN_STORM_COOLDOWN", low=0.0, strict=True),
+        ban_storm_close=_bool(settings, "PROXYPOOL_BAN_STORM_CLOSE"),
         auth_encoding=_auth_encoding(settings),
         trusted_handlers=_import_paths_or_objects(settings, "PROXYPOOL_TRUSTED_HANDLERS"),
     )

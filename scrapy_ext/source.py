@@ -7,6 +7,12 @@ connection fails (~0.3 s per refused connection inside Twisted's ``HostnameEndpo
 distinct ``host:port``, all in parallel, right after the extraction and in the same worker thread,
 costs one round trip per batch instead; nothing is sent over the connection.
 
+Money: what the check drops was still paid for. ``extract`` returns an ``ExtractedBatch`` whose
+``handed_over`` is the number of IPs the provider returned, and the pool counts that against
+``max_extracted``, so the cap holds whether the proxies are reachable or not, inside Scrapy or
+out. An answer with more IPs than asked for is cut to ``num`` before the check (the pool logs
+the surplus), so a provider that over-delivers costs no extra probing.
+
 Runs only in worker threads (the pool calls ``extract`` from ``refill``), never on the event loop.
 """
 
@@ -23,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from proxypool.geo import Geo
-from proxypool.models import Proxy
+from proxypool.pool import ExtractedBatch, handed_over
 
 if TYPE_CHECKING:
     from proxypool.pool import ProxySource
@@ -131,9 +137,11 @@ class CheckedSource:
     """Wraps a ``ProxySource`` (usually a ``ProviderClient``) for the pool.
 
     ``extract`` calls the wrapped source, then, when ``check`` is true, keeps only the proxies
-    whose ``host:port`` accepts a TCP connection within ``timeout`` seconds. Logs one INFO line per
-    extraction (a WARNING when every proxy of a batch was rejected). Thread-safe; blocking, so it
-    belongs in worker threads, which is where the pool calls it.
+    whose ``host:port`` accepts a TCP connection within ``timeout`` seconds. Returns an
+    ``ExtractedBatch``: the proxies kept, and how many the provider handed over (all of them
+    count against the pool's ``max_extracted``). Logs one INFO line per extraction (a WARNING
+    when every proxy of a batch was rejected). Thread-safe; blocking, so it belongs in worker
+    threads, which is where the pool calls it.
     """
 
     def __init__(
@@ -161,14 +169,17 @@ class CheckedSource:
                 setattr(snapshot, name, getattr(self._counters, name))
         return snapshot
 
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> ExtractedBatch:
         started = self._clock()
         try:
-            proxies = list(self.source.extract(geo, num=num, life=life))
+            answer = self.source.extract(geo, num=num, life=life)
+            proxies = list(answer)
         except Exception:
             with self._lock:
                 self._counters.failed += 1
             raise
+        count = handed_over(answer, len(proxies))
+        del proxies[num:]  # the pool keeps at most num: no point probing the surplus
         kept = proxies
         if self.check and proxies:
             alive = self._probe({(p.host, p.port) for p in proxies}, timeout=self.timeout)
@@ -176,7 +187,7 @@ class CheckedSource:
         rejected = len(proxies) - len(kept)
         with self._lock:
             self._counters.extractions += 1
-            self._counters.extracted += len(proxies)
+            self._counters.extracted += count
             self._counters.rejected += rejected
         where = str(geo) if geo is not None else "anywhere"
         elapsed = self._clock() - started
@@ -184,7 +195,7 @@ class CheckedSource:
             logger.warning(
                 "proxypool: refill for %s: all %d extracted proxies refuse connections (%.2f s)",
                 where,
-                len(proxies),
+                count,
                 elapsed,
             )
         else:
@@ -192,9 +203,9 @@ class CheckedSource:
                 "proxypool: refill for %s: %d proxies extracted (asked for %d), %d rejected as "
                 "unreachable, %.2f s",
                 where,
-                len(proxies),
+                count,
                 num,
                 rejected,
                 elapsed,
             )
-        return kept
+        return ExtractedBatch(kept, handed_over=count)

@@ -42,9 +42,11 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from proxypool.adapters import wrap_session
+from proxypool.adapters import NoProxyAvailable, ProxyBanned, wrap_session
 from proxypool.api import ProviderClient
-from proxypool.errors import ProxyPoolError
+from proxypool.errors import BanStorm, ProxyPoolError
+from proxypool.geo import Geo
+from proxypool.models import Proxy
 from proxypool.policy import Backoff
 from proxypool.pool import ProxyPool
 from proxypool.sim.provider import ProviderSimulator
@@ -372,3 +374,54 @@ def test_threaded_requests_survive_chaos(
     assert len(calls) <= budget, (len(calls), budget)
     assert stats["extracted"] == RELAYS * len(paid)
     assert sim.ips_handed_out == RELAYS * len(paid)
+
+
+class CyclingSource:
+    """A ProxySource handing out the fleet's relays in turn, ``num`` per extraction."""
+
+    def __init__(self, fleet: RelayFleet) -> None:
+        self.addresses = [(relay.host, relay.port) for relay in fleet]
+        self.calls = 0
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        start = self.calls * num
+        self.calls += 1
+        return [
+            Proxy(*self.addresses[i % len(self.addresses)], geo=geo)
+            for i in range(start, start + num)
+        ]
+
+
+@pytest.mark.timeout(60)
+def test_a_site_that_bans_every_proxy_fails_requests_naming_it(
+    relay_fleet: RelayFleet, make_target_site: MakeSite
+) -> None:
+    """requests through wrap_session: a site answering 403 through every relay costs three
+    one-proxy batches, then its requests raise NoProxyAvailable (a requests ConnectionError)
+    caused by BanStorm, naming the site; another site is still served by the same proxies."""
+    banning = make_target_site()
+    for relay in relay_fleet:
+        banning.ban(relay.name, 403)
+    good = make_target_site(host="127.0.0.2")
+    source = CyclingSource(relay_fleet)
+    with ProxyPool(source, batch=1, min_size=0) as pool:
+        session = wrap_session(requests.Session(), pool)
+        caught: list[BaseException] = []
+        for n in range(10):
+            try:
+                session.get(banning.url_for(f"/page/{n}"), timeout=10)
+            except NoProxyAvailable as exc:
+                caught.append(exc)
+            except ProxyBanned:
+                pass  # its proxies ran out before the storm began: banned everywhere it went
+        assert source.calls == 3
+        assert caught, "no request failed for want of a proxy"
+        error = caught[-1]
+        assert isinstance(error, requests.ConnectionError)
+        assert isinstance(error.__cause__, BanStorm)
+        assert error.__cause__.domain == "127.0.0.1"
+        assert "ban storm on 127.0.0.1" in str(error)
+        other = wrap_session(requests.Session(), pool)  # its own connections to the relays
+        assert other.get(good.url_for("/page/1"), timeout=10).status_code == 200
+        assert source.calls == 3
+    assert not banning.direct_hits() and not good.direct_hits()

@@ -10,7 +10,9 @@ backoff case advances the clock instead of sleeping. Sections:
 - geography and the location catalog; the non-blocking path (try_get/needs_refill/refill);
 - listeners, close(), stats, secrets;
 - threads (barriers, 16 threads), a hypothesis state machine over random operation sequences,
-  and one run on the real ProviderClient against pytest-httpserver.
+  and one run on the real ProviderClient against pytest-httpserver;
+- money and bounds (issue 12): dead IPs and over-delivery count against max_extracted, ban
+  storms stop the buying for one site, get()/refill() timeouts bound the call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from proxypool.errors import (
     AccountError,
     ApiConnectionError,
     ApiError,
+    BanStorm,
     ConfigError,
     InvalidAppKey,
     InvalidGeo,
@@ -71,6 +75,24 @@ def run_inline(job: Callable[[], None]) -> None:
     """A ``refill_runner`` that runs each top-up at once in the calling thread, so tests that
     count extractions need no threads (the default runner is a background thread)."""
     job()
+
+
+class HeldRunner:
+    """A ``refill_runner`` that runs jobs inline (like ``run_inline``) until ``hold()``, then
+    queues them in ``jobs`` for the test to run (or not)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Callable[[], None]] = []
+        self.held = False
+
+    def hold(self) -> None:
+        self.held = True
+
+    def __call__(self, job: Callable[[], None]) -> None:
+        if self.held:
+            self.jobs.append(job)
+        else:
+            job()
 
 
 class FakeSource:
@@ -230,6 +252,11 @@ def collect(pool: ProxyPool, n: int, **kwargs: Any) -> set[Proxy]:
         ({"rng": 42}, "rng"),
         ({"cooldown": 5}, "cooldown"),
         ({"refill_runner": "thread"}, "refill_runner"),
+        ({"ban_storm_batches": 0}, "ban_storm_batches"),
+        ({"ban_storm_batches": 2.5}, "ban_storm_batches"),
+        ({"ban_storm_cooldown": 0}, "ban_storm_cooldown"),
+        ({"ban_storm_cooldown": float("nan")}, "ban_storm_cooldown"),
+        ({"ban_storm_cooldown": "600"}, "ban_storm_cooldown"),
         ({"geo": "USA"}, "country"),
         ({"geo": "US/a/b/c"}, "geo"),
         ({"client": object()}, "client"),
@@ -460,10 +487,12 @@ def test_refill_starts_below_min_size_not_only_at_zero(
 def test_a_top_up_is_handed_to_the_runner_not_run_by_get(
     make_pool: MakePool, source: FakeSource
 ) -> None:
-    jobs: list[Callable[[], None]] = []
-    pool = make_pool(batch=5, min_size=5, refill_runner=jobs.append)
-    proxies = collect(pool, 5)  # nothing usable at first: that get() extracted by itself
+    runner = HeldRunner()
+    jobs = runner.jobs
+    pool = make_pool(batch=5, min_size=5, refill_runner=runner)
+    proxies = collect(pool, 5)  # nothing usable at first: get() started an extraction (inline)
     assert len(source.calls) == 1 and jobs == []
+    runner.hold()
     pool.report_failure(next(iter(proxies)))  # 4 live < min_size
     assert {pool.get(timeout=0) for _ in range(3)} <= proxies
     assert len(jobs) == 1  # one top-up (single flight), handed over...
@@ -478,9 +507,11 @@ def test_a_top_up_is_handed_to_the_runner_not_run_by_get(
 def test_with_nothing_usable_get_waits_for_the_top_up_in_flight(
     make_pool: MakePool, source: FakeSource
 ) -> None:
-    jobs: list[Callable[[], None]] = []
-    pool = make_pool(batch=3, min_size=3, refill_runner=jobs.append)
+    runner = HeldRunner()
+    jobs = runner.jobs
+    pool = make_pool(batch=3, min_size=3, refill_runner=runner)
     proxies = collect(pool, 3)
+    runner.hold()
     first, *others = proxies
     pool.report_failure(first)
     pool.get(timeout=0)  # 2 live < min_size: the top-up is in flight (queued in jobs)
@@ -500,8 +531,9 @@ def test_get_with_live_proxies_below_min_size_does_not_wait_for_a_slow_refill(
 ) -> None:
     # The default runner (a thread) and a provider that answers only when the test says so.
     pool = make_pool(batch=5, min_size=5, refill_runner=None)
+    pool.get(timeout=10)  # nothing usable: get() waits for the extraction it started...
+    assert source.threads[0].name == "proxypool-refill"  # ...in the runner's thread
     proxies = collect(pool, 5)
-    assert source.threads == [threading.current_thread()]  # nothing usable: get() extracted
     bad = next(iter(proxies))
     pool.report_failure(bad)  # 4 live < min_size
     source.gate = threading.Event()
@@ -534,11 +566,16 @@ def test_get_with_live_proxies_below_min_size_does_not_wait_for_a_slow_refill(
 def test_a_failing_runner_is_a_failed_refill_and_get_still_serves(
     make_pool: MakePool, source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    working = True
+
     def broken(job: Callable[[], None]) -> None:
+        if working:
+            return job()
         raise RuntimeError("can't start new thread")
 
     pool = make_pool(batch=5, min_size=5, refill_runner=broken)
     proxies = collect(pool, 5)
+    working = False
     pool.report_failure(next(iter(proxies)))
     with caplog.at_level(logging.WARNING, logger="proxypool.pool"):
         assert pool.get(timeout=0) in proxies
@@ -554,9 +591,11 @@ def test_a_failing_runner_is_a_failed_refill_and_get_still_serves(
 def test_a_top_up_that_starts_after_close_buys_nothing(
     make_pool: MakePool, source: FakeSource
 ) -> None:
-    jobs: list[Callable[[], None]] = []
-    pool = make_pool(batch=5, min_size=5, refill_runner=jobs.append)
+    runner = HeldRunner()
+    jobs = runner.jobs
+    pool = make_pool(batch=5, min_size=5, refill_runner=runner)
     proxies = collect(pool, 5)
+    runner.hold()
     pool.report_failure(next(iter(proxies)))
     pool.get(timeout=0)
     pool.close()
@@ -998,6 +1037,7 @@ def test_stats_count_what_happened(make_pool: MakePool, clock: FakeClock) -> Non
         "bans": 1,
         "evictions": 1,
         "expired": 0,
+        "ban_storms": 0,
         "live": {"*": 3},
         "cooling": {"*": 1},
     }
@@ -1370,10 +1410,270 @@ def test_pool_on_the_real_client(httpserver_ipv4: HTTPServer) -> None:
     pool = ProxyPool(make_client(server), geo="us/CALIFORNIA", batch=5, life=10)
     with pytest.raises(InvalidGeo):
         pool.get("US/Nevada", timeout=0)
-    proxies = {pool.get(timeout=0) for _ in range(10)}
+    # The extraction runs in the refill thread: the first get() waits for it (bounded).
+    proxies = {pool.get(timeout=10 if n == 0 else 0) for n in range(10)}
     assert {p.address for p in proxies} == set(addresses)
     extraction = [r for r, _ in server.log if r.path.endswith("/ip/v3")]
     assert len(extraction) == 1
     assert extraction[0].args["state"] == "California"
     assert extraction[0].args["num"] == "5" and extraction[0].args["life"] == "10"
     assert sum(r.path.endswith("/dynamic-states") for r, _ in server.log) == 1
+
+
+# -- money and bounded calls (issue 12) -----------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_dead_ips_dropped_by_the_check_still_count_against_max_extracted() -> None:
+    """The check wrapper outside Scrapy: the provider's IPs all refuse connections (nothing
+    listens on the simulator's synthetic ports), so the check drops every one; the provider's
+    own records show the cap held and the pool counted exactly what was handed over."""
+    from proxypool.api import ProviderClient
+    from proxypool.sim.provider import ProviderSimulator
+    from scrapy_ext.source import CheckedSource
+
+    with ProviderSimulator() as sim:
+        checked = CheckedSource(
+            ProviderClient(sim.app_key, base_url=sim.base_url, timeout=5), timeout=0.5
+        )
+        pool = ProxyPool(
+            checked,
+            batch=4,
+            max_extracted=10,
+            api_backoff=Backoff(base=0.01, cap=0.01, jitter=0.0),
+        )
+        with pool:
+            for _ in range(30):  # the old pool went on buying until this loop ended
+                with contextlib.suppress(PoolExhausted):
+                    pool.get(timeout=1)
+                if "max_extracted" in str(_last_exhausted(pool)):
+                    break
+            with pytest.raises(PoolExhausted, match="max_extracted=10"):
+                pool.get(timeout=1)
+            assert sim.ips_handed_out == 10  # 4 + 4 + 2: asks for at most what is left
+            assert pool.stats()["extracted"] == sim.ips_handed_out
+            assert checked.counters().extracted == sim.ips_handed_out
+            assert checked.counters().rejected == 10
+            assert len(pool) == 0
+
+
+def _last_exhausted(pool: ProxyPool) -> str:
+    try:
+        pool.get(timeout=0)
+    except PoolExhausted as exc:
+        return str(exc)
+    return ""
+
+
+def test_an_over_delivering_provider_is_cut_to_num_and_counted_whole(
+    httpserver_ipv4: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asked for 5, the provider answers 50: 5 join the pool, all 50 count (the provider may
+    bill them), a WARNING says so, and nothing more is bought once the count passed the cap."""
+    server = httpserver_ipv4
+    addresses = [f"203.0.113.{i}:{9000 + i}" for i in range(1, 51)]
+    server.expect_request("/openapi/ip/v3").respond_with_json(envelope({"list": [addresses]}))
+    pool = ProxyPool(make_client(server), batch=5, min_size=0, max_extracted=5)
+    with pool, caplog.at_level(logging.WARNING, logger="proxypool.pool"):
+        first = pool.get(timeout=10)
+        served = {first} | {pool.get(timeout=0) for _ in range(20)}
+        assert len(served) == 5 and len(pool) == 5
+        assert pool.stats()["extracted"] == 50
+        for proxy in served:
+            pool.report_failure(proxy, domain="shop.example", banned=True)
+        with pytest.raises(PoolExhausted, match="max_extracted=5"):
+            pool.get(domain="shop.example", timeout=1)
+    assert sum(r.path.endswith("/ip/v3") for r, _ in server.log) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("handed over 50 IPs" in m and "5 were asked for" in m for m in warnings), warnings
+
+
+def test_the_check_wrapper_probes_at_most_num_and_reports_what_was_handed_over() -> None:
+    from scrapy_ext.source import CheckedSource
+
+    probed: list[int] = []
+
+    def probe(addresses: set[tuple[str, int]], *, timeout: float) -> set[tuple[str, int]]:
+        probed.append(len(addresses))
+        return set(addresses)
+
+    class Generous(FakeSource):
+        def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+            return super().extract(geo, num=num * 10, life=life)
+
+    checked = CheckedSource(Generous(), probe=probe)
+    batch = checked.extract(None, num=3, life=10)
+    assert len(batch) == 3 and batch.handed_over == 30 and probed == [3]
+    assert checked.counters().extracted == 30
+
+
+def ban_all(pool: ProxyPool, domain: str, *, limit: int = 100) -> BanStorm:
+    """Ask for proxies for ``domain`` and report each one banned there, until a ban storm."""
+    for _ in range(limit):
+        try:
+            proxy = pool.get(domain=domain, timeout=0)
+        except BanStorm as storm:
+            return storm
+        pool.report_failure(proxy, domain=domain, banned=True)
+    raise AssertionError(f"no ban storm for {domain} after {limit} proxies banned")
+
+
+def test_a_site_that_bans_every_proxy_costs_three_batches_then_fails_visibly(
+    make_pool: MakePool, source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = make_pool(batch=3, min_size=0)
+    with caplog.at_level(logging.WARNING, logger="proxypool.pool"):
+        storm = ban_all(pool, "Bad.Example")
+        assert len(source.calls) == 3  # three batches bought, all banned there: no fourth
+        assert isinstance(storm, PoolExhausted)
+        assert storm.domain == "bad.example" and "bad.example" in str(storm)
+        assert storm.retry_after == pytest.approx(600.0)
+        for _ in range(3):  # fails at once, buys nothing, logs nothing more
+            with pytest.raises(BanStorm, match=r"bad\.example"):
+                pool.get(domain="bad.example", timeout=5)
+        with pytest.raises(BanStorm):
+            pool.try_get(domain="bad.example")  # refill() would buy for it: refused here too
+        # Other sites are served by the same proxies, and cost nothing more.
+        assert len(collect(pool, 9, domain="good.example")) == 9
+        assert len(source.calls) == 3
+    storms = [r for r in caplog.records if "ban storm" in r.getMessage()]
+    assert len(storms) == 1 and storms[0].levelno == logging.WARNING
+    assert "bad.example" in storms[0].getMessage()
+    assert pool.stats()["ban_storms"] == 1
+
+    # After the cool-down one batch is bought; all banned again, the next storm starts at once.
+    clock.advance(599)
+    with pytest.raises(BanStorm):
+        pool.get(domain="bad.example", timeout=0)
+    clock.advance(1)
+    ban_all(pool, "bad.example")
+    assert len(source.calls) == 4
+    assert pool.stats()["ban_storms"] == 2
+
+
+def test_a_success_on_the_site_resets_its_count_of_banned_batches(
+    make_pool: MakePool, source: FakeSource
+) -> None:
+    pool = make_pool(batch=2, min_size=0)
+    for _ in range(4):  # two batches all banned
+        proxy = pool.get(domain="x.example", timeout=0)
+        pool.report_failure(proxy, domain="x.example", banned=True)
+    batch3 = collect(pool, 2, domain="x.example")
+    pool.report_success(next(iter(batch3)), domain="X.example")  # the site let one through
+    for proxy in batch3:
+        pool.report_failure(proxy, domain="x.example", banned=True)  # all banned: count 1
+    assert len(source.calls) == 3
+    ban_all(pool, "x.example")
+    assert len(source.calls) == 5  # batches 4 and 5 complete the new run of three
+
+
+def test_a_batch_of_proxies_already_banned_there_counts_on_arrival(
+    make_pool: MakePool, clock: FakeClock
+) -> None:
+    """The provider hands the same three IPs out again (duplicates): a batch bought for the site
+    that brings nothing it has not banned counts at once, backoff or not."""
+    source = FakeSource(hosts=3)
+    pool = make_pool(client=source, batch=3, min_size=0)
+    for _ in range(50):
+        try:
+            ban_all(pool, "x.example", limit=10)
+            break
+        except PoolExhausted:
+            clock.advance(API_BACKOFF.cap)  # only duplicates came: the pool backs off
+    assert len(source.calls) == 3
+
+
+def test_ban_storm_detection_can_be_turned_off(make_pool: MakePool, source: FakeSource) -> None:
+    pool = make_pool(batch=2, min_size=0, ban_storm_batches=None, max_extracted=12)
+    with pytest.raises(PoolExhausted) as info:
+        ban_all(pool, "x.example")
+    assert not isinstance(info.value, BanStorm) and "max_extracted" in str(info.value)
+    assert len(source.calls) == 6
+
+
+@pytest.mark.timeout(60)
+def test_a_request_waiting_for_the_site_fails_as_soon_as_the_storm_starts(
+    source: FakeSource,
+) -> None:
+    """A request for the site waits for an extraction in flight; the ban that completes the
+    second all-banned batch starts the storm and the waiter fails then, not when it arrives."""
+    cooldown = Backoff(base=60.0, cap=60.0, jitter=0.0)
+    pool = ProxyPool(source, batch=2, min_size=0, ban_storm_batches=2, cooldown=cooldown)
+    with pool:
+        for proxy in collect_waiting(pool, 2, domain="x.example"):
+            pool.report_failure(proxy, domain="x.example", banned=True)  # batch 1 all banned
+        banned, cooling = collect_waiting(pool, 2, domain="x.example")  # batch 2
+        pool.report_failure(banned, domain="x.example", banned=True)
+        pool.report_failure(cooling)  # a plain failure: cooling, so nothing is usable for x
+        source.gate = threading.Event()
+        source.entered.clear()
+        outcome: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                pool.get(domain="x.example", timeout=30)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        wait_for(lambda: source.entered.is_set() and blocked_waiting(waiter), "it waits")
+        pool.report_failure(cooling, domain="x.example", banned=True)  # batch 2 all banned
+        waiter.join(10)
+        assert not waiter.is_alive() and not source.gate.is_set()
+        source.gate.set()
+        assert len(outcome) == 1 and isinstance(outcome[0], BanStorm), outcome
+
+
+def collect_waiting(pool: ProxyPool, n: int, **kwargs: Any) -> list[Proxy]:
+    """``n`` distinct proxies, waiting for extractions (a threaded runner)."""
+    seen: list[Proxy] = []
+    for _ in range(50 * n):
+        proxy = pool.get(timeout=10, **kwargs)
+        if proxy not in seen:
+            seen.append(proxy)
+        if len(seen) == n:
+            return seen
+    raise AssertionError(f"only {len(seen)} of {n} proxies were ever served")
+
+
+@pytest.mark.timeout(60)
+def test_get_timeout_bounds_the_call_when_the_extraction_hangs(source: FakeSource) -> None:
+    """The provider does not answer for 10 s: get(timeout=1) gives up within a few seconds,
+    whether its own call started the extraction or another thread's did."""
+    source.gate = threading.Event()
+    pool = ProxyPool(source, batch=5)
+    with pool:
+        began = time.monotonic()
+        with pytest.raises(PoolExhausted, match="in flight"):
+            pool.get(timeout=1)  # this call starts the extraction
+        assert time.monotonic() - began < 6
+        assert source.entered.is_set()
+        assert all(t is not threading.current_thread() for t in source.threads)
+
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                pool.get(timeout=1)  # waits on the extraction already in flight
+            except BaseException as exc:
+                errors.append(exc)
+
+        began = time.monotonic()
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(10)
+        assert time.monotonic() - began < 6
+        assert len(errors) == 1 and isinstance(errors[0], PoolExhausted)
+        began = time.monotonic()
+        with pytest.raises(PoolExhausted, match="did not end within"):
+            pool.refill(timeout=1)
+        assert time.monotonic() - began < 6
+
+        source.gate.set()  # the provider answers at last: its proxies join the pool
+        assert pool.get(timeout=10) in set(pool_proxies(pool))
+        assert len(source.calls) == 1
+
+
+def pool_proxies(pool: ProxyPool) -> list[Proxy]:
+    return [pool.get(timeout=0) for _ in range(5)]

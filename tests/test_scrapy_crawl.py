@@ -9,13 +9,16 @@ Every crawl logs at DEBUG; every test checks the app_key appears in no log line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from _scrapy_crawls import ROOT, CrawlResult, crawl_env, relay_source, run_crawl
@@ -504,3 +507,144 @@ def test_example_project_crawls_through_the_pool(
         ("US", "California"),
         ("GB", None),
     }
+
+
+# -- money and bounded waits (issue 12) ------------------------------------------------------------
+
+
+def test_dead_ips_count_against_max_extracted(tmp_path: Path, target_site: TargetSite) -> None:
+    """Every IP the provider hands out refuses connections (the simulator's synthetic ports):
+    the check drops them all, yet they count, so the crawl buys at most PROXYPOOL_MAX_EXTRACTED
+    and its requests fail visibly instead of waiting while the pool keeps buying."""
+    with ProviderSimulator(app_key=KEY) as sim:
+        result = run_crawl(
+            tmp_path,
+            env=sim.env(),
+            settings={
+                "PROXYPOOL_MAX_EXTRACTED": 10,
+                "PROXYPOOL_BATCH": 4,
+                "PROXYPOOL_CHECK_TIMEOUT": 1.0,
+                "PROXYPOOL_WAIT_TIMEOUT": 8.0,
+            },
+            start=[{"url": target_site.url_for(f"/page/{n}")} for n in range(3)],
+        )
+        handed_over = sim.ips_handed_out
+    assert_clean(result)
+    assert handed_over == 10  # 4 + 4 + 2: never more than the budget left
+    assert result.stat("proxypool/extracted") == handed_over
+    assert result.stat("proxypool/rejected") == handed_over
+    assert result.error_paths() == {f"/page/{n}" for n in range(3)}
+    assert all("max_extracted=10" in e["message"] for e in result.errors), result.errors
+    assert not target_site.hits()  # nothing went out, through a proxy or without
+
+
+def cycling_source(addresses: list[str]) -> Callable[..., list[str]]:
+    """A ProviderSimulator address source handing out ``addresses`` in turn: each extraction
+    gets the next ``num`` of them (fresh IPs, as a real provider's)."""
+    turn = itertools.count()
+
+    def source(cc: Any, state: Any, city: Any, num: int, life: int) -> list[str]:
+        return [addresses[next(turn) % len(addresses)] for _ in range(num)]
+
+    return source
+
+
+def test_a_site_that_bans_every_proxy_costs_three_batches(
+    tmp_path: Path,
+    relay_fleet: RelayFleet,
+    target_site: TargetSite,
+    make_target_site: Callable[..., TargetSite],
+) -> None:
+    """One site answers 403 through every relay, another serves them all, in the same crawl:
+    three one-proxy batches are bought, all banned by the first site, and then its requests
+    fail to the errback naming it (one WARNING), while the other site is fully crawled."""
+    # https: each request to it goes through its own CONNECT tunnel. (A relay reuses the
+    # upstream connection of a plain-http client connection, whatever the next request's host,
+    # so two plain-http sites through one relay would get each other's answers.)
+    banning = make_target_site(host="127.0.0.2", tls=True)
+    banning.know_relays(relay_fleet)
+    for relay in relay_fleet:
+        banning.ban(relay.name, 403)
+    addresses = [relay.address for relay in relay_fleet]
+    with ProviderSimulator(app_key=KEY, address_source=cycling_source(addresses)) as sim:
+        result = run_crawl(
+            tmp_path,
+            env=sim.env(),
+            follow=True,
+            settings={"PROXYPOOL_BATCH": 1},
+            start=[
+                {"url": target_site.url_for("/")},
+                *({"url": banning.url_for(f"/page/{n}")} for n in range(6)),
+            ],
+        )
+        extractions = len(sim.extraction_calls())
+    assert_clean(result)
+    assert extractions == 3  # the provider's own record
+    assert page_paths(target_site) <= result.ok_paths()  # the other site: fully served
+    banned_paths = {f"/page/{n}" for n in range(6)}
+    failed = [e for e in result.errors if e["url"].startswith(banning.url)]
+    assert {urlsplit(e["url"]).path for e in failed} == banned_paths
+    assert all(e["error"] == "IgnoreRequest" for e in failed), failed
+    assert all("ban storm on 127.0.0.2" in e["message"] for e in failed), failed
+    assert result.stat("proxypool/ban_storm") == len(banned_paths)
+    warnings = [
+        line for line in result.log.splitlines() if "WARNING" in line and "ban storm" in line
+    ]
+    assert len(warnings) == 1 and "127.0.0.2" in warnings[0], warnings
+    assert not banning.direct_hits() and not target_site.direct_hits()
+    assert result.finish_reason == "finished"
+
+
+def test_ban_storm_can_close_the_spider(
+    tmp_path: Path, relay_fleet: RelayFleet, make_target_site: Callable[..., TargetSite]
+) -> None:
+    banning = make_target_site()
+    for relay in relay_fleet:
+        banning.ban(relay.name, 403)
+    addresses = [relay.address for relay in relay_fleet]
+    with ProviderSimulator(app_key=KEY, address_source=cycling_source(addresses)) as sim:
+        result = run_crawl(
+            tmp_path,
+            env=sim.env(),
+            settings={
+                "PROXYPOOL_BATCH": 1,
+                "PROXYPOOL_BAN_STORM_BATCHES": 2,
+                "PROXYPOOL_BAN_STORM_CLOSE": True,
+            },
+            start=[{"url": banning.url_for(f"/page/{n}")} for n in range(4)],
+        )
+        extractions = len(sim.extraction_calls())
+    assert_clean(result)
+    assert extractions == 2
+    assert result.finish_reason == "proxypool_ban_storm"
+    assert "ban storm on 127.0.0.1" in result.stat("proxypool/error")
+
+
+def test_a_slow_provider_cannot_hold_the_crawl(
+    tmp_path: Path, target_site: TargetSite, httpserver: HTTPServer
+) -> None:
+    """The extraction API does not answer for 30 s (within PROXYPOOL_API_TIMEOUT): with
+    PROXYPOOL_WAIT_TIMEOUT = 1 the spider's pre-fill and every request's wait end after about
+    a second, the requests fail visibly, and the crawl ends long before the provider would."""
+    released = threading.Event()
+
+    def stall(request: WerkzeugRequest) -> WerkzeugResponse:
+        released.wait(30)
+        return WerkzeugResponse(json.dumps({"code": 200, "msg": "ok", "data": {"list": []}}))
+
+    httpserver.expect_request("/openapi/ip/v3").respond_with_handler(stall)
+    try:
+        result = run_crawl(
+            tmp_path,
+            env={"PROXYPOOL_APP_KEY": KEY, "PROXYPOOL_API_URL": httpserver.url_for("/openapi")},
+            settings={"PROXYPOOL_API_TIMEOUT": 60, "PROXYPOOL_WAIT_TIMEOUT": 1.0},
+            start=[{"url": target_site.url_for(f"/page/{n}")} for n in range(3)],
+        )
+    finally:
+        released.set()
+    assert_clean(result)
+    assert result.seconds < 20, result  # the provider alone would have taken 30 s
+    assert result.error_paths() == {f"/page/{n}" for n in range(3)}
+    assert result.stat("proxypool/exhausted") == 3
+    assert "pre-filling" in result.log
+    assert not target_site.hits()

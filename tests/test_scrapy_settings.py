@@ -123,6 +123,11 @@ def test_typed_values_from_settings_py_pass_through() -> None:
         ("PROXYPOOL_BAN_POLICY", "not a path", "import path"),
         ("PROXYPOOL_SOURCE", "nodots", "import path"),
         ("PROXYPOOL_MAX_EXTRACTED", 0, "at least 1"),
+        ("PROXYPOOL_BAN_STORM_BATCHES", -1, "between 0 and"),
+        ("PROXYPOOL_BAN_STORM_BATCHES", "three", "whole number"),
+        ("PROXYPOOL_BAN_STORM_COOLDOWN", 0, "> 0"),
+        ("PROXYPOOL_BAN_STORM_COOLDOWN", "inf", "finite"),
+        ("PROXYPOOL_BAN_STORM_CLOSE", "sometimes", "True or False"),
         ("PROXYPOOL_API_TIMEOUT", "soon", "seconds"),
         ("HTTPPROXY_AUTH_ENCODING", "klingon-8", "text encoding"),
         ("HTTPPROXY_AUTH_ENCODING", "rot13", "text encoding"),  # a codec, but str to str
@@ -236,3 +241,17 @@ def test_addon_keeps_a_priority_the_project_chose() -> None:
     settings = Settings({"DOWNLOADER_MIDDLEWARES": {"scrapy_ext.ProxyPoolMiddleware": None}})
     ProxyPoolAddon().update_settings(settings)
     assert settings.getdict("DOWNLOADER_MIDDLEWARES") == {"scrapy_ext.ProxyPoolMiddleware": None}
+
+
+def test_ban_storm_settings() -> None:
+    config = read()
+    assert (config.ban_storm_batches, config.ban_storm_cooldown) == (3, 600.0)
+    assert config.ban_storm_close is False
+    config = read(
+        PROXYPOOL_BAN_STORM_BATCHES="5",
+        PROXYPOOL_BAN_STORM_COOLDOWN="90",
+        PROXYPOOL_BAN_STORM_CLOSE="true",
+    )
+    assert (config.ban_storm_batches, config.ban_storm_cooldown) == (5, 90.0)
+    assert config.ban_storm_close is True
+    assert read(PROXYPOOL_BAN_STORM_BATCHES=0).ban_storm_batches is None  # detection off
