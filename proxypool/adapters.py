@@ -58,7 +58,7 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Hashable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Hashable, Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +74,7 @@ from urllib3.exceptions import ConnectTimeoutError, LocationValueError
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_match_hostname import CertificateError
 
+from ._causes import causes
 from ._redact import install_log_redaction, redact
 from ._validate import check_float, check_int, shown
 from .errors import ConfigError, PoolExhausted, ProviderError, ProxyPoolError
@@ -104,7 +105,6 @@ _IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS
 # urllib3's connect(): the socket, the CONNECT tunnel and the TLS handshake. The request is
 # written only after it returns, so an error raised inside it struck before the target saw a byte.
 _CONNECTING = frozenset({HTTPConnection.connect.__code__, HTTPSConnection.connect.__code__})
-_MAX_CAUSES = 32  # exceptions examined in one error's chain (args, reason, cause, context)
 _PROXY_AUTH_REQUIRED = 407
 _MAX_ERROR_TEXT = 300
 _MAX_PROXY_RETRIES = 100
@@ -657,29 +657,12 @@ def _replayable(request: PreparedRequest) -> bool:
     return isinstance(getattr(request, "_body_position", None), int)
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the errors it wraps: requests and urllib3 nest the real one in ``args``
-    (``MaxRetryError``), ``reason``, ``__cause__`` and ``__context__``."""
-    seen: set[int] = set()
-    pending = [exc]
-    while pending and len(seen) < _MAX_CAUSES:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        for linked in (getattr(current, "reason", None), current.__cause__, current.__context__):
-            if isinstance(linked, BaseException):
-                pending.append(linked)
-
-
 def _certificate_rejected(exc: BaseException) -> bool:
     """Whether ``exc`` is the target's certificate failing verification (untrusted, expired,
     wrong host): any proxy would lead to the same certificate. Other TLS failures through a
     tunnel (a proxy that accepts CONNECT and drops the connection) are the proxy's."""
     return any(
-        isinstance(cause, ssl.SSLCertVerificationError | CertificateError) for cause in _causes(exc)
+        isinstance(cause, ssl.SSLCertVerificationError | CertificateError) for cause in causes(exc)
     )
 
 
@@ -694,7 +677,7 @@ def _before_send(exc: BaseException) -> bool:
     Unknown cases count as "may have arrived": a non-idempotent request is then not replayed."""
     if isinstance(exc, ConnectTimeout):
         return True
-    for cause in _causes(exc):
+    for cause in causes(exc):
         # urllib3's NewConnectionError (refused, unreachable, unresolved) is a ConnectTimeoutError.
         if isinstance(cause, ConnectTimeoutError | ConnectionRefusedError):
             return True

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
+from ._causes import causes
 from ._deadline import CallRegistry, Watchdog, deadline_session
 from ._redact import clip, install_log_redaction, redact, redact_excerpt, secret_forms
 from ._validate import (
@@ -123,7 +124,8 @@ class ProviderClient:
     at the deadline (``ApiConnectionError``, "did not answer within ..."). GET calls are retried
     ``retries`` times on connection errors and HTTP 5xx, sleeping ``backoff * 2**n`` seconds
     (``sleep`` is injectable), while the deadline leaves time for the pause; a retry is never
-    started that would pass it. POST calls change the account and are never retried. With a
+    started that would pass it. ``extract`` costs money: it is retried only when it never
+    reached the provider. POST calls change the account and are never retried. With a
     ``session`` of your own, waiting for the headers is bounded per read (each read waits at
     most the time left), the body as a whole.
 
@@ -382,11 +384,14 @@ class ProviderClient:
         """Buy ``num`` IPs (1-500) for ``geo``, each kept for ``life`` minutes (``ip/v3``).
 
         Every extracted IP costs money or quota. The returned proxies carry ``geo`` and
-        authenticate by the caller's whitelisted IP (no credentials).
+        authenticate by the caller's whitelisted IP (no credentials). Unlike the other GET calls,
+        a failed extraction is retried only when it never reached the provider (connection
+        refused or not opened in time): after an error answer or a lost one, the provider may
+        have billed the IPs, so the caller (the pool, with its backoff) decides.
         """
         where = Geo.coerce(geo)
         params = extract_params(where, num=num, life=life, ep=ep)
-        addresses = self._get("ip/v3", params, _parse_addresses)
+        addresses = self._get("ip/v3", params, _parse_addresses, paid=True)
         return [Proxy(host, port, geo=where) for host, port in addresses]
 
     def list_city_catalog(self) -> list[CountryLocations]:
@@ -453,6 +458,7 @@ class ProviderClient:
         parse: Callable[[Any], T],
         *,
         base: str | None = None,
+        paid: bool = False,
     ) -> T:
         query: dict[str, Any] = {"app_key": self._app_key, **(params or {})}
         if self.language:
@@ -468,7 +474,7 @@ class ProviderClient:
                 # A pause that would reach the deadline leaves no time to try again.
                 if (
                     attempt >= self.retries
-                    or not _retryable(exc)
+                    or not _retryable(exc, paid=paid)
                     or time.monotonic() + delay >= deadline
                 ):
                     raise
@@ -570,11 +576,12 @@ class ProviderClient:
                     body = self._read_body(response, where)
                 finally:
                     response.close()
-            except requests.Timeout:
-                failure = self._timed_out(where)
+            except requests.Timeout as exc:
+                failure = self._timed_out(where, sent=not _never_sent(exc))
             except (requests.ConnectionError, requests.exceptions.InvalidURL) as exc:
                 failure = ApiConnectionError(
-                    f"{where}: could not reach the provider: {redact(str(exc), secrets)}"
+                    f"{where}: could not reach the provider: {redact(str(exc), secrets)}",
+                    sent=not _never_sent(exc),
                 )
             except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError) as exc:
                 # (requests' exceptions are OSErrors too: this clause must come before OSError.)
@@ -601,8 +608,10 @@ class ProviderClient:
             raise failure
         return response.status_code, response.headers, body
 
-    def _timed_out(self, where: str) -> ApiConnectionError:
-        return ApiConnectionError(f"{where}: the provider did not answer within {self.timeout:g} s")
+    def _timed_out(self, where: str, *, sent: bool = True) -> ApiConnectionError:
+        return ApiConnectionError(
+            f"{where}: the provider did not answer within {self.timeout:g} s", sent=sent
+        )
 
     def _read_body(self, response: requests.Response, where: str) -> bytes:
         """The decoded body, read in chunks; ``ApiResponseError`` past ``max_response_bytes``."""
@@ -776,7 +785,23 @@ def _country(value: object) -> str:
     return value.strip().upper()
 
 
-def _retryable(exc: ProviderError) -> bool:
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a requests error certainly struck before the request left: the connection was
+    refused, unreachable or not opened in time (urllib3's NewConnectionError is a
+    ConnectTimeoutError)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    return any(
+        isinstance(cause, urllib3.exceptions.ConnectTimeoutError | ConnectionRefusedError)
+        for cause in causes(exc)
+    )
+
+
+def _retryable(exc: ProviderError, *, paid: bool = False) -> bool:
+    """Whether a failed GET may be sent again. A ``paid`` one (an extraction: the provider may
+    bill IPs it answered with an error, or whose answer was lost) only if it never left."""
+    if paid:
+        return isinstance(exc, ApiConnectionError) and not exc.sent
     if isinstance(exc, ApiConnectionError):
         return True
     if isinstance(exc, AccountError):

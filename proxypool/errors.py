@@ -120,7 +120,16 @@ class ApiResponseError(ProviderError):
 
 
 class ApiConnectionError(ProviderError):
-    """The provider could not be reached, or did not answer in time."""
+    """The provider could not be reached, or did not answer in time.
+
+    ``sent`` is False when the request certainly never reached the provider (the connection was
+    refused or could not be opened in time), True when it may have: a call that costs money is
+    retried only in the first case.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        self.sent = sent
+        super().__init__(message)
 
 
 class PoolExhausted(ProxyPoolError):

@@ -5,6 +5,8 @@ and no other exception type escapes a client method."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -449,7 +451,11 @@ def test_a_timeout_is_not_retried_past_the_deadline(slow_server: HTTPServer) -> 
 # -- retries ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("endpoint", GET_ENDPOINTS, ids=str)
+FREE_GET_ENDPOINTS = tuple(e for e in GET_ENDPOINTS if e.name != "extract")
+EXTRACT = next(e for e in GET_ENDPOINTS if e.name == "extract")
+
+
+@pytest.mark.parametrize("endpoint", FREE_GET_ENDPOINTS, ids=str)
 def test_get_retries_5xx_then_succeeds(httpserver: HTTPServer, endpoint: Endpoint) -> None:
     httpserver.expect_oneshot_request(endpoint.path).respond_with_data("bad gateway", status=502)
     httpserver.expect_oneshot_request(endpoint.path).respond_with_json(
@@ -492,6 +498,94 @@ def test_get_retries_connection_errors() -> None:
         client.daily_usage()
 
     assert sleep.calls == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_an_extraction_answered_with_5xx_is_not_paid_for_again(
+    httpserver: HTTPServer, status: int
+) -> None:
+    # The provider may have billed the IPs of an answer that failed: the pool, with its
+    # backoff and its budget, decides whether to buy again, not a quick retry in the client.
+    httpserver.expect_oneshot_request(EXTRACT.path).respond_with_data("busy", status=status)
+    httpserver.expect_request(EXTRACT.path).respond_with_json(EXTRACT.ok)
+    sleep = SleepRecorder()
+
+    with pytest.raises(ApiError) as info:
+        EXTRACT.call(make_client(httpserver, sleep=sleep, retries=3, backoff=0.1))
+
+    assert info.value.http_status == status
+    assert len(httpserver.log) == 1 and sleep.calls == []
+
+
+class HangUpServer:
+    """A loopback server that reads each request, then closes the connection without an answer:
+    the request reached it, the answer was lost. Counts the requests it read."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.requests = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    self.requests += 1
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_an_extraction_whose_answer_was_lost_is_not_sent_again() -> None:
+    server = HangUpServer()
+    sleep = SleepRecorder()
+    client = ProviderClient(
+        KEY,
+        base_url=f"http://127.0.0.1:{server.port}/openapi",
+        retries=3,
+        backoff=0.01,
+        sleep=sleep,
+    )
+    try:
+        with pytest.raises(ApiConnectionError) as info:
+            client.extract("US", num=5)
+        assert info.value.sent is True
+        assert server.requests == 1 and sleep.calls == []
+        # A free call meeting the same failure is retried as before.
+        with pytest.raises(ApiConnectionError):
+            client.list_accounts()
+        assert server.requests == 1 + 4 and len(sleep.calls) == 3
+    finally:
+        server.close()
+
+
+def test_an_extraction_that_never_reached_the_provider_is_retried() -> None:
+    sleep = SleepRecorder()
+    client = ProviderClient(
+        KEY,
+        base_url=f"http://127.0.0.1:{closed_port()}/openapi",
+        retries=2,
+        backoff=0.5,
+        sleep=sleep,
+    )
+
+    with pytest.raises(ApiConnectionError) as info:
+        client.extract("US", num=5)
+
+    assert info.value.sent is False  # refused: nothing was billed, so trying again is free
+    assert sleep.calls == [0.5, 1.0]
 
 
 def test_retries_zero_means_one_attempt(httpserver: HTTPServer) -> None:
