@@ -55,6 +55,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import re
 import ssl
 import threading
 import weakref
@@ -106,6 +107,10 @@ _IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS
 # written only after it returns, so an error raised inside it struck before the target saw a byte.
 _CONNECTING = frozenset({HTTPConnection.connect.__code__, HTTPSConnection.connect.__code__})
 _PROXY_AUTH_REQUIRED = 407
+# A proxy answering CONNECT with one of these could not reach the target host (bad gateway,
+# unavailable, gateway timeout), and how http.client reports it (stdlib wording).
+_TARGET_UNREACHABLE = frozenset({502, 503, 504})
+_TUNNEL_FAILED = re.compile(r"Tunnel connection failed: (\d{3})\b")
 _MAX_ERROR_TEXT = 300
 _MAX_PROXY_RETRIES = 100
 _MAX_POOL_TIMEOUT = 24 * 3600.0  # seconds
@@ -337,6 +342,12 @@ class ProxyPoolAdapter(HTTPAdapter):
                     slow.append(proxy)
                     sticky = False
                     logger.debug("proxy %s: no answer from %s in time", proxy, domain)
+                elif _tunnel_status(exc) in _TARGET_UNREACHABLE:
+                    # The proxy could not reach the target host: held against that host only
+                    # (as a ban), so links to unreachable hosts evict no healthy proxy and buy
+                    # no new ones; the proxy keeps serving other sites.
+                    self.pool.report_failure(proxy, domain=domain, banned=True)
+                    logger.debug("proxy %s could not reach %s", proxy, domain)
                 else:
                     self.pool.report_failure(proxy)
                     logger.debug("proxy %s failed for %s (%s)", proxy, domain, type(exc).__name__)
@@ -655,6 +666,16 @@ def _replayable(request: PreparedRequest) -> bool:
     if body is None or isinstance(body, bytes | str):
         return True
     return isinstance(getattr(request, "_body_position", None), int)
+
+
+def _tunnel_status(exc: BaseException) -> int | None:
+    """The status a proxy refused a CONNECT with: http.client words it "Tunnel connection
+    failed: 502 Bad Gateway" (an ``OSError`` urllib3 wraps in ``ProxyError``); None otherwise."""
+    for cause in causes(exc):
+        match = _TUNNEL_FAILED.match(str(cause))
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _certificate_rejected(exc: BaseException) -> bool:

@@ -59,7 +59,8 @@ about proxies is the pool's. What it adds is the Scrapy side:
   spider is closed instead (finish reason ``proxypool_ban_storm``).
 
 Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``, ``bans/policy``,
-``proxy_errors``, ``proxy_errors/<exception, invalid_hostname or 407>``, ``retries``,
+``proxy_errors``, ``proxy_errors/<exception, invalid_hostname or 407>``,
+``target_unreachable`` (a CONNECT refused 502/503/504: the host, not the proxy), ``retries``,
 ``retry_exhausted``, ``not_replayed``, ``exhausted``, ``ban_storm`` (requests failed by a ban
 storm), ``bad_geo``, ``bad_meta``, ``bad_meta/<key>``, ``refused_scheme``,
 ``refused_scheme/<scheme>``, ``refills``, ``extractions``, ``extracted`` (IPs the provider handed
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 import zlib
 from collections.abc import Callable, Hashable, Mapping
@@ -197,6 +199,13 @@ _CLOSING_CHECK = 0.1  # seconds between two looks at whether the spider is closi
 _WORKERS_GRACE = 5.0  # seconds spider_closed waits for the worker threads to end
 # Twisted's HostnameEndpoint refuses a malformed host before connecting, with this ValueError.
 _INVALID_HOSTNAME = "invalid hostname"
+# A proxy answering CONNECT with one of these could not reach the target host (bad gateway,
+# unavailable, gateway timeout): the target's failure as seen through that proxy, not the proxy's.
+_TARGET_UNREACHABLE = frozenset({502, 503, 504})
+# How Scrapy's HTTP11 handler words a refused CONNECT (``TunnelError``; checked on Scrapy 2.19,
+# pinned by a real crawl in test_scrapy_leaks.py):
+# "Could not open CONNECT tunnel with proxy host:port [{'status': 502, 'reason': '...'}]".
+_TUNNEL_STATUS = re.compile(r"^Could not open CONNECT tunnel with proxy \S+ \[\{'status': (\d{3}),")
 
 # ProviderClient parameter -> the setting it comes from, for error messages.
 _CLIENT_SETTINGS = {
@@ -1045,6 +1054,9 @@ class ProxyPoolMiddleware:
             name = "invalid_hostname"
         else:
             return None
+        status = _tunnel_status(exception) if name == "TunnelError" else None
+        if status in _TARGET_UNREACHABLE:
+            return self._target_unreachable(request, proxy, status)
         self._report(proxy, urlparse_cached(request).hostname)
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
@@ -1053,6 +1065,22 @@ class ProxyPoolMiddleware:
             self._not_replayed(request, None, f"{name}: it may have reached the site")
             return None
         return self._retry(request, proxy, f"{name} via {proxy}")
+
+    def _target_unreachable(
+        self, request: Request, proxy: Proxy, status: int | None
+    ) -> Request | None:
+        """The proxy refused the CONNECT because it could not reach the target host (502, 503 or
+        504): it did its job. Blaming it would let a site that links to unreachable hosts evict
+        healthy proxies and make the pool buy new ones, so the failure is remembered for that
+        host only, like a ban (the proxy keeps serving every other site, and a host no proxy
+        can reach costs at most the ban-storm rule's batches), and the request tries another
+        proxy (the request never left: a POST too). Counted in ``proxypool/target_unreachable``.
+        A plain-http 502 *response* is left alone: it may be the site's own answer."""
+        host = urlparse_cached(request).hostname
+        self._report(proxy, host, banned=True)
+        self.stats.inc_value("proxypool/target_unreachable")
+        logger.debug("proxypool: %s could not reach %s (CONNECT %s)", proxy, host, status)
+        return self._retry(request, proxy, f"{host} unreachable via {proxy} (CONNECT {status})")
 
     def _never_left(self, exception: Exception, name: str) -> bool:
         """Whether ``exception`` proves the request never left for the site (see _NEVER_SENT)."""
@@ -1170,6 +1198,14 @@ class ProxyPoolMiddleware:
         self._jobs += 1
         future.add_done_callback(finished)
         return d
+
+
+def _tunnel_status(exception: Exception) -> int | None:
+    """The status a proxy refused a CONNECT with, read from the text of Scrapy's ``TunnelError``
+    (Scrapy gives nothing else); None when the text does not say, so the error stays the
+    proxy's."""
+    match = _TUNNEL_STATUS.match(str(exception))
+    return int(match.group(1)) if match else None
 
 
 def _label(geo: Geo) -> str:

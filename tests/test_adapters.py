@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from _provider import closed_port
 from pytest_httpserver import HTTPServer
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.models import Response
@@ -1646,3 +1647,25 @@ def test_a_retry_goes_to_a_proxy_the_request_has_not_tried(
     assert response.status_code == 200  # the one retry was not spent on the dead proxy again
     assert target_site.hits_by_relay() == {"relay-1": 1}
     assert pool.stats()["failures"] == 1
+
+
+def test_a_host_no_proxy_can_reach_evicts_no_proxy(
+    relay_fleet: RelayFleet, target_site: TargetSite, sessions: Sessions
+) -> None:
+    """Every relay answers the CONNECT to a host where nothing listens with 502: the proxies did
+    their job, so none is failed or evicted (a site linking to unreachable hosts must not make
+    the pool evict healthy proxies and buy new ones). The host is skipped per proxy; the same
+    proxies go on serving the real site."""
+    pool = make_pool(relay_fleet.proxies(), max_failures=1)
+    session = sessions(pool, max_proxy_retries=3, pool_timeout=0.5)
+    unreachable = f"https://127.0.0.3:{closed_port()}/x"
+
+    with pytest.raises(ProxyRequestFailed):
+        session.get(unreachable, timeout=10)
+
+    stats = pool.stats()
+    assert (stats["failures"], stats["evictions"]) == (0, 0), stats
+    assert stats["bans"] == len(relay_fleet.names)  # each skipped for that host only
+    statuses = [session.get(target_site.url_for("/"), timeout=10).status_code for _ in range(8)]
+    assert statuses == [200] * 8
+    assert set(target_site.hits_by_relay()) == set(relay_fleet.names)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _provider import closed_port
 from _scrapy_crawls import run_crawl
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WerkzeugResponse
@@ -248,3 +249,36 @@ def test_a_trusted_handler_carries_proxies_without_credentials(
     assert {f"/page/{n}" for n in range(3)} <= result.ok_paths()
     assert not target_site.direct_hits()
     assert all(hit.relay in relay_fleet.names for hit in target_site.hits())
+
+
+# -- money: a site linking to hosts no proxy can reach --------------------------------------------
+
+
+def test_links_to_unreachable_hosts_evict_no_proxy_and_buy_little(
+    tmp_path: Path, relay_fleet: RelayFleet, target_site: TargetSite
+) -> None:
+    """https links to a host where nothing listens: every relay answers the CONNECT with 502.
+    The relays did their job, so none is failed or evicted (that would make the pool buy new
+    ones for a hostile site's links); the host is skipped per proxy, and once no proxy is left
+    for it the ban-storm rule stops the buying for it. The real site, in the same crawl, is
+    served in full by the same proxies."""
+    unreachable = f"https://127.0.0.3:{closed_port()}"
+    pages = [target_site.url_for(f"/page/{n}") for n in range(6)]
+    result = run_crawl(
+        tmp_path,
+        settings={**list_source(relay_fleet), "PROXYPOOL_WAIT_TIMEOUT": 10},
+        start=[
+            *({"url": f"{unreachable}/u{n}", "meta": {"dont_retry": True}} for n in range(3)),
+            *({"url": url} for url in pages),
+        ],
+    )
+    assert result.returncode == 0, result
+    assert {r["url"] for r in result.responses if r["status"] == 200} == set(pages), result
+    assert target_site.direct_hits() == []
+    assert {e["url"] for e in result.errors} == {f"{unreachable}/u{n}" for n in range(3)}, result
+    stats = result.proxypool_stats()
+    assert stats.get("proxypool/target_unreachable", 0) >= len(relay_fleet.names), stats
+    assert "proxypool/proxy_errors" not in stats, stats
+    assert stats.get("proxypool/evictions", 0) == 0, stats
+    # The first fill, then at most the ban-storm rule's 3 batches for the unreachable host.
+    assert stats["proxypool/extractions"] <= 1 + 3, stats

@@ -841,6 +841,64 @@ def test_a_post_that_may_have_arrived_is_not_retried(error: Exception) -> None:
     assert isinstance(middleware.process_exception(get, error), Request)
 
 
+def _tunnel_refused(status: int, proxy: str = "10.0.0.1:8000") -> Exception:
+    from scrapy.core.downloader.handlers.http11 import TunnelError
+
+    # Scrapy 2.19's wording (http11.TunnelingTCP4ClientEndpoint.processProxyResponse); the
+    # crawl test in test_scrapy_leaks.py gets the real one from a real proxy.
+    extra = {"status": status, "reason": "Bad Gateway"}
+    return TunnelError(f"Could not open CONNECT tunnel with proxy {proxy} [{extra!r}]")
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_target_the_proxy_cannot_reach_is_blamed_for_that_host_only(
+    status: int, method: str
+) -> None:
+    """A CONNECT refused 502/503/504: the proxy could not reach the target host. The proxy is
+    not failed (a site linking to unreachable hosts must not get healthy proxies evicted and
+    new ones bought), only skipped for that host; the request, which never left, tries another
+    proxy."""
+    middleware = make()
+    pool = middleware.pool
+    assert pool is not None
+    for _ in range(4):  # more than max_failures (3) for one proxy, had it been blamed
+        request = send(middleware, Request("https://unreachable.example/x", method=method))
+        used = request.meta[PROXY_META_KEY]
+        retry = middleware.process_exception(request, _tunnel_refused(status))
+        assert isinstance(retry, Request)
+    counted = stats(middleware)
+    assert counted["proxypool/target_unreachable"] == 4
+    assert "proxypool/proxy_errors" not in counted
+    assert pool.stats()["failures"] == 0 and pool.stats()["evictions"] == 0
+    # Skipped for that host, still serving the others.
+    other = send(middleware, Request(SITE))
+    assert other.meta[PROXY_META_KEY] in proxies(4)
+    assert pool.try_get(domain="unreachable.example") is None
+    assert used in proxies(4)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Could not open CONNECT tunnel with proxy 10.0.0.1:8000 [{'status': 407, 'reason': 'x'}]",
+        "Could not open CONNECT tunnel with proxy 10.0.0.1:8000 [b'garbage']",
+        "some other wording [{'status': 502, 'reason': 'Bad Gateway'}]",
+    ],
+    ids=["407", "no-status", "other-wording"],
+)
+def test_other_refused_tunnels_stay_the_proxys_failure(message: str) -> None:
+    from scrapy.core.downloader.handlers.http11 import TunnelError
+
+    middleware = make()
+    request = send(middleware, Request("https://shop.example/x"))
+    assert isinstance(middleware.process_exception(request, TunnelError(message)), Request)
+    counted = stats(middleware)
+    assert counted["proxypool/proxy_errors/TunnelError"] == 1
+    assert "proxypool/target_unreachable" not in counted
+    assert middleware.pool is not None and middleware.pool.stats()["failures"] == 1
+
+
 # -- requests other middlewares and spiders derive from a pooled one ---------------------------
 
 
