@@ -11,10 +11,13 @@ Two ways to reach the connection, both public API:
 - from the response (``urllib3.HTTPResponse.shutdown()``, urllib3 >= 2.3), once the headers are
   in. urllib3 refuses it once the connection went back to the pool, so a late watchdog never
   cuts a connection another call is using. Works with any ``requests.Session``.
-- before that, from the connection itself, for sessions made by ``deadline_session()``: their
-  connections (urllib3's ``ConnectionCls`` hook, as ``scrapy_ext._abort`` uses it) report to the
-  watchdog of the call running in their thread. With a session of the caller's own, the headers
-  are bounded per read only (each read waits at most the time left).
+- before that, from the connection itself, for a ``ProviderSession`` (the client's default, and
+  the one the Scrapy middleware hands it): its connections (urllib3's ``ConnectionCls`` hook)
+  report to the watchdog of the call running in their thread. With any other session of the
+  caller's own, the headers are bounded per read only (each read waits at most the time left).
+
+``ProviderSession`` also has an abort switch that cuts every call in flight (the Scrapy
+middleware pulls it when the spider closes).
 
 Thread-safety: a watchdog is used by the thread making the call and by its timer thread; one lock
 guards what it would cut, and is held only for a non-blocking ``shutdown`` call.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +38,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
-__all__ = ["CallRegistry", "Watchdog", "deadline_session"]
+__all__ = ["CallRegistry", "ProviderSession", "Watchdog"]
 
 
 class Watchdog:
@@ -126,13 +130,53 @@ class CallRegistry:
             watchdog.connection(conn)
 
 
-def _pool_classes(calls: CallRegistry) -> dict[str, type[HTTPConnectionPool]]:
-    """urllib3 pool classes whose connections report to the watchdog of their thread's call:
-    when they connect, and each time they send a request (a kept-alive one connects once)."""
+class _Cutter:
+    """The connections a session has open, and whether it was aborted (``ProviderSession.abort``).
+    One lock guards the set; it is never held during socket I/O."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._aborted = threading.Event()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def opening(self, conn: HTTPConnection) -> None:
+        """Called before ``conn`` connects: refuse once aborted, else track it."""
+        if self._aborted.is_set():
+            raise ConnectionAbortedError("the session was aborted: no new connections")
+        with self._lock:
+            self._open.add(conn)
+
+    def opened(self, conn: HTTPConnection) -> None:
+        """Called once ``conn`` is connected: an abort that came meanwhile cuts it now."""
+        if self._aborted.is_set():
+            _shut(conn)
+            raise ConnectionAbortedError("the session was aborted while connecting")
+
+    def abort(self) -> None:
+        self._aborted.set()
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            _shut(conn)
+
+    def sleep(self, seconds: float) -> None:
+        self._aborted.wait(seconds)
+
+
+def _pool_classes(calls: CallRegistry, cutter: _Cutter) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections report to ``cutter`` (before and after they
+    connect) and to the watchdog of their thread's call (once connected, and each time they
+    send a request: a kept-alive one connects once)."""
 
     class _Connection(HTTPConnection):
         def connect(self) -> None:
+            cutter.opening(self)
             super().connect()
+            cutter.opened(self)
             calls.report(self)
 
         def request(self, *args: Any, **kwargs: Any) -> None:
@@ -141,7 +185,9 @@ def _pool_classes(calls: CallRegistry) -> dict[str, type[HTTPConnectionPool]]:
 
     class _TLSConnection(HTTPSConnection):
         def connect(self) -> None:
+            cutter.opening(self)
             super().connect()
+            cutter.opened(self)
             calls.report(self)
 
         def request(self, *args: Any, **kwargs: Any) -> None:
@@ -158,8 +204,8 @@ def _pool_classes(calls: CallRegistry) -> dict[str, type[HTTPConnectionPool]]:
 
 
 class _Adapter(HTTPAdapter):
-    def __init__(self, calls: CallRegistry) -> None:
-        self._classes = _pool_classes(calls)
+    def __init__(self, calls: CallRegistry, cutter: _Cutter) -> None:
+        self._classes = _pool_classes(calls, cutter)
         super().__init__()  # calls init_poolmanager, which needs the classes
 
     def init_poolmanager(
@@ -175,11 +221,41 @@ class _Adapter(HTTPAdapter):
         return manager
 
 
-def deadline_session(calls: CallRegistry) -> requests.Session:
-    """A ``requests.Session`` whose connections report to ``calls``, so a watchdog can cut a
-    call still waiting for its headers."""
-    session = requests.Session()
-    adapter = _Adapter(calls)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+class ProviderSession(requests.Session):
+    """The ``requests.Session`` a ``ProviderClient`` talks to the provider through.
+
+    - Its connections report to ``calls`` (the client's ``CallRegistry``), so a call's watchdog
+      can cut one still waiting for its headers: with this session, ``timeout`` bounds the
+      whole call. A ``ProviderClient`` given one uses its registry.
+    - ``abort()`` cuts every call in flight (a blocked read returns at once with a connection
+      error) and refuses every later connection, so a client's retry fails at once too;
+      ``sleep(seconds)`` is a ``time.sleep`` that returns early once aborted (the client's pause
+      between retries). The Scrapy middleware aborts its session when the spider closes.
+
+    Only plain http and https connections, direct or through an http(s) proxy, are tracked (a
+    SOCKS proxy from the environment keeps urllib3's own classes). A connect still under way
+    when ``abort()`` is called is cut as soon as it completes. Thread-safe: ``abort()`` and
+    ``sleep()`` may be called from any thread while requests run in others.
+    """
+
+    def __init__(self, calls: CallRegistry | None = None) -> None:
+        super().__init__()
+        self.calls = calls if calls is not None else CallRegistry()
+        self._cutter = _Cutter()
+        adapter = _Adapter(self.calls, self._cutter)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    @property
+    def aborted(self) -> bool:
+        return self._cutter.aborted
+
+    def abort(self) -> None:
+        """Cut every call in flight, refuse new ones, and release the connection pools.
+        Idempotent."""
+        self._cutter.abort()
+        self.close()
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep(seconds)`` that returns early once the session is aborted."""
+        self._cutter.sleep(seconds)

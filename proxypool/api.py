@@ -35,7 +35,7 @@ import requests
 import urllib3
 
 from ._causes import causes
-from ._deadline import CallRegistry, Watchdog, deadline_session
+from ._deadline import CallRegistry, ProviderSession, Watchdog
 from ._redact import clip, install_log_redaction, redact, redact_excerpt, secret_forms
 from ._validate import (
     TIME_FORMAT,
@@ -126,8 +126,9 @@ class ProviderClient:
     (``sleep`` is injectable), while the deadline leaves time for the pause; a retry is never
     started that would pass it. ``extract`` costs money: it is retried only when it never
     reached the provider. POST calls change the account and are never retried. With a
-    ``session`` of your own, waiting for the headers is bounded per read (each read waits at
-    most the time left), the body as a whole.
+    ``session`` of your own (not a ``proxypool._deadline.ProviderSession``, the default kind),
+    waiting for the headers is bounded per read (each read waits at most the time left), the
+    body as a whole.
 
     ``max_response_bytes`` caps an answer's size once decoded (default ``MAX_RESPONSE_BYTES``,
     8 MiB); a larger one raises ``ApiResponseError`` after reading at most that much.
@@ -203,8 +204,11 @@ class ProviderClient:
             raise ConfigError("session must be a requests.Session", field="session")
         self._sleep = sleep
         self._owns_session = session is None
-        self._calls = CallRegistry()
-        self._session = session if session is not None else deadline_session(self._calls)
+        if session is None:
+            session = ProviderSession()
+        self._session = session
+        # A ProviderSession's connections report to its registry: the headers are bounded too.
+        self._calls = session.calls if isinstance(session, ProviderSession) else CallRegistry()
 
     def __repr__(self) -> str:
         return f"ProviderClient(base_url={self.base_url!r})"

@@ -33,6 +33,7 @@ from werkzeug import Request, Response
 
 from proxypool import ApiConnectionError, ApiResponseError, ProviderClient
 from proxypool.geo import Geo, LocationCatalog
+from scrapy_ext._abort import AbortableSession
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRACT = f"{PREFIX}/ip/v3"
@@ -171,9 +172,19 @@ def header_drip() -> Iterator[HeaderDripServer]:
     server.close()
 
 
-def test_dripped_headers_are_cut_at_the_timeout(header_drip: HeaderDripServer) -> None:
+@pytest.mark.parametrize("own_session", [False, True], ids=["default-session", "scrapy-session"])
+def test_dripped_headers_are_cut_at_the_timeout(
+    header_drip: HeaderDripServer, own_session: bool
+) -> None:
+    """Also with the session the Scrapy middleware hands the client (the one it aborts when the
+    spider closes): its connections report to the client's watchdog too."""
+    session = AbortableSession() if own_session else None
     client = ProviderClient(
-        KEY, base_url=f"http://127.0.0.1:{header_drip.port}/openapi", timeout=1.0, retries=1
+        KEY,
+        base_url=f"http://127.0.0.1:{header_drip.port}/openapi",
+        timeout=1.0,
+        retries=1,
+        session=session,
     )
 
     started = time.monotonic()
