@@ -183,16 +183,8 @@ def _pool_classes(calls: CallRegistry, cutter: _Cutter) -> dict[str, type[HTTPCo
             calls.report(self)
             super().request(*args, **kwargs)
 
-    class _TLSConnection(HTTPSConnection):
-        def connect(self) -> None:
-            cutter.opening(self)
-            super().connect()
-            cutter.opened(self)
-            calls.report(self)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            calls.report(self)
-            super().request(*args, **kwargs)
+    class _TLSConnection(_Connection, HTTPSConnection):  # (super() reaches HTTPSConnection's)
+        pass
 
     class _Pool(HTTPConnectionPool):
         ConnectionCls = _Connection
