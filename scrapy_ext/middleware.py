@@ -135,6 +135,10 @@ _TRIED_KEY = "_proxypool_tried"  # the proxies (host:port) those retries left be
 # means the request came back through RetryMiddleware.
 _ATTEMPT_KEY = "_proxypool_attempt"
 _GAVE_UP_KEY = "_proxypool_gave_up"  # set when this middleware spent the budget and gave up
+# The URL the keys above were written for: a request made with a pooled response's meta
+# (``response.follow(url, meta=response.meta)``) carries them, but is not the one they count.
+_BUDGET_URL_KEY = "_proxypool_budget_url"
+_BUDGET_KEYS = (_RETRIES_KEY, _TRIED_KEY, _ATTEMPT_KEY, _GAVE_UP_KEY, _BUDGET_URL_KEY)
 _AUTH_KEY = "_proxypool_auth"  # set while the request carries a Proxy-Authorization of ours
 # HttpProxyMiddleware's own meta key: the proxy URL the request's Proxy-Authorization belongs to.
 # It drops the header of a request whose proxy differs from it, so a new proxy clears it.
@@ -796,6 +800,10 @@ class ProxyPoolMiddleware:
                 self._report_requests()
                 if geo not in self._refilling and pool.needs_refill(geo):
                     self._refill_in_background(geo)
+        budget_url = meta.get(_BUDGET_URL_KEY)
+        if budget_url is not None and budget_url != request.url:
+            for name in _BUDGET_KEYS:  # another request's spent budget, copied with its meta
+                meta.pop(name, None)
         attempt = meta.get("retry_times", 0)
         if meta.get(_ATTEMPT_KEY, 0) != attempt:  # back through Scrapy's RetryMiddleware
             meta[_ATTEMPT_KEY] = attempt
@@ -1120,6 +1128,7 @@ class ProxyPoolMiddleware:
         if retries >= self.config.max_proxy_retries:
             # Read by process_request if Scrapy's RetryMiddleware sends the request again.
             request.meta[_GAVE_UP_KEY] = True
+            request.meta[_BUDGET_URL_KEY] = request.url
             self.stats.inc_value("proxypool/retry_exhausted")
             logger.warning(
                 "proxypool: gave up on %s after %d proxies (%s); last: %s",
@@ -1135,6 +1144,7 @@ class ProxyPoolMiddleware:
         meta = retry.meta
         meta[_RETRIES_KEY] = retries + 1
         meta[_TRIED_KEY] = tried
+        meta[_BUDGET_URL_KEY] = retry.url
         # Leave no trace of the failed proxy: the next process_request picks a fresh one.
         meta.pop("proxy", None)
         meta.pop(PROXY_META_KEY, None)

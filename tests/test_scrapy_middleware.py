@@ -944,6 +944,27 @@ def test_a_request_made_with_a_pooled_responses_meta_is_served_by_the_pool() -> 
     assert "ftp" in refused(middleware, ftp_copy)
 
 
+def test_a_request_made_with_a_pooled_responses_meta_gets_its_own_proxy_budget() -> None:
+    """The parent needed every proxy retry before its answer came; a child made with
+    response.follow(url, meta=response.meta) copies the private retry keys, yet it is a new
+    request: it gets the whole budget. A retry of the same request keeps counting."""
+    middleware = make(ListSource(proxies(8)), PROXYPOOL_MAX_PROXY_RETRIES=2)
+    error = DownloadConnectionRefusedError("refused")
+    parent = send(middleware, Request(SITE))
+    for _ in range(2):
+        parent = middleware.process_exception(parent, error)
+        assert isinstance(parent, Request)
+        send(middleware, parent)
+    assert middleware.process_exception(parent, error) is None  # the parent's budget is spent
+    answered = send(middleware, parent.replace(dont_filter=True))  # (as Scrapy's retry would)
+    child = send(middleware, Request("http://shop.example/next", meta=dict(answered.meta)))
+    retries = 0
+    while isinstance(child := middleware.process_exception(child, error), Request):
+        send(middleware, child)
+        retries += 1
+    assert retries == 2
+
+
 # -- download handlers -------------------------------------------------------------------------
 
 AIOHTTP = "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler"
