@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,100 @@ def query_of(request: Any) -> dict[str, list[str]]:
     """A logged request's query string as ``{name: [values]}`` (repeats would show)."""
     result: dict[str, list[str]] = request.args.to_dict(flat=False)
     return result
+
+
+class HeaderDripServer:
+    """A raw HTTP/1.1 provider on loopback whose answers never finish their headers: it sends the
+    status line, then drips an endless header line, one byte per ``every`` s for at most
+    ``drip_for`` s (a cut client never reads the rest). Only the first ``drips`` connections are
+    dripped (all when None); later ones get ``answer`` (a JSON body) at once, then close.
+
+    ``held`` lists, per dripped connection, the seconds from its request to the moment the
+    client went away (a send failed) or the drip ended: how long the client let itself be held.
+    Thread-safe: one thread per connection; ``held`` and the count are guarded by a lock."""
+
+    def __init__(
+        self,
+        *,
+        drips: int | None = None,
+        answer: bytes = b"",
+        every: float = 0.2,
+        drip_for: float = 12.0,
+    ) -> None:
+        self.drips = drips
+        self.answer = answer
+        self.every = every
+        self.drip_for = drip_for
+        self.held: list[float] = []
+        self._lock = threading.Lock()
+        self._count = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}{PREFIX}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Requests received so far."""
+        with self._lock:
+            return self._count
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                _read_request_head(conn)
+                with self._lock:
+                    self._count += 1
+                    drip = self.drips is None or self._count <= self.drips
+                if drip:
+                    self._drip(conn)
+                else:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(self.answer)}\r\n".encode()
+                        + b"Connection: close\r\n\r\n"
+                        + self.answer
+                    )
+            except OSError:
+                return
+
+    def _drip(self, conn: socket.socket) -> None:
+        started = time.monotonic()
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            while time.monotonic() - started < self.drip_for and not self._stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(self.every)
+        except OSError:
+            pass  # the client cut the connection
+        with self._lock:
+            self.held.append(time.monotonic() - started)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(5)
+
+
+def _read_request_head(conn: socket.socket) -> None:
+    """Read a request up to the end of its headers (the provider's calls here are GETs)."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the client closed before its request ended")
+        data += chunk
 
 
 # -- the seed's example payloads (placeholders "string" replaced by realistic values where the

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _provider import KEY, PREFIX, SEED_STATE_CATALOG, SleepRecorder, envelope, make_client
+from _provider import (
+    KEY,
+    PREFIX,
+    SEED_STATE_CATALOG,
+    HeaderDripServer,
+    SleepRecorder,
+    envelope,
+    make_client,
+)
 from _secret_scan import exception_texts
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -128,46 +135,9 @@ def test_backoff_is_cut_to_the_time_left(threaded_server: HTTPServer) -> None:
     assert len(threaded_server.log) == 3
 
 
-class HeaderDripServer:
-    """A raw HTTP server that sends its status line, then drips an endless header line."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        self._sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        started = time.monotonic()
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
-                while time.monotonic() - started < DRIP_FOR and not self._stop.is_set():
-                    conn.sendall(b"a")
-                    time.sleep(DRIP_EVERY)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(5)
-
-
 @pytest.fixture
 def header_drip() -> Iterator[HeaderDripServer]:
-    server = HeaderDripServer()
+    server = HeaderDripServer(every=DRIP_EVERY, drip_for=DRIP_FOR)
     yield server
     server.close()
 
@@ -181,7 +151,7 @@ def test_dripped_headers_are_cut_at_the_timeout(
     session = AbortableSession() if own_session else None
     client = ProviderClient(
         KEY,
-        base_url=f"http://127.0.0.1:{header_drip.port}/openapi",
+        base_url=header_drip.url,
         timeout=1.0,
         retries=1,
         session=session,
