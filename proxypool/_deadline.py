@@ -175,9 +175,13 @@ def _pool_classes(calls: CallRegistry, cutter: _Cutter) -> dict[str, type[HTTPCo
     class _Connection(HTTPConnection):
         def connect(self) -> None:
             cutter.opening(self)
+            # Reported before connecting too: urllib3 sets ``self.sock`` once TCP is up, then
+            # reads a proxy's CONNECT answer (line by line, each read bounded alone) and does
+            # TLS, so a deadline passing meanwhile can cut that socket.
+            calls.report(self)
             super().connect()
             cutter.opened(self)
-            calls.report(self)
+            calls.report(self)  # a deadline that passed before ``self.sock`` existed cuts now
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             calls.report(self)

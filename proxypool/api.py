@@ -535,8 +535,11 @@ class ProviderClient:
         except ApiResponseError as exc:
             # The parsers quote the odd value they met, which may echo a secret: scrub it, and
             # raise outside the except block so the unscrubbed original is not chained.
+            # _unwrap's own errors name the call already; the parsers' do not.
+            text = redact(str(exc), secrets)
+            where = f"{method} {path}: "
             failure = ApiResponseError(
-                f"{method} {path}: {redact(str(exc), secrets)}", http_status=status
+                text if text.startswith(where) else where + text, http_status=status
             )
         except MemoryError:
             # Within max_response_bytes, yet too big to parse in the memory left: the answer is
@@ -606,6 +609,11 @@ class ProviderClient:
             # Whatever the cut looked like from inside (end of stream, a broken chunk, a body
             # that ended early), the call ran out of time.
             failure = self._timed_out(where)
+        elif isinstance(self._session, ProviderSession) and self._session.aborted:
+            # Cut by abort() (the spider is closing): a header block cut short parses as a
+            # complete answer with an empty body, which is no answer of the provider's.
+            sent = failure.sent if isinstance(failure, ApiConnectionError) else True
+            failure = ApiConnectionError(f"{where}: cut short: the session was aborted", sent=sent)
         if failure is not None:
             # Raised outside the except blocks on purpose: the requests exception's text (and its
             # own causes) hold the full URL with the key, so it must not ride along as __context__.

@@ -164,6 +164,87 @@ def test_dripped_headers_are_cut_at_the_timeout(
     assert time.monotonic() - started < 5.0
 
 
+def test_a_dripped_proxy_tunnel_is_cut_at_the_timeout(header_drip: HeaderDripServer) -> None:
+    """An https provider reached through an http proxy: the proxy's answer to CONNECT is read
+    while the connection is still connecting, and it is dripped. The deadline cuts it too."""
+    session = AbortableSession()
+    session.proxies = {"https": f"http://127.0.0.1:{header_drip.port}"}
+    client = ProviderClient(
+        KEY, base_url="https://127.0.0.1:9/openapi", timeout=1.0, retries=1, session=session
+    )
+
+    started = time.monotonic()
+    with pytest.raises(ApiConnectionError, match="did not answer within 1 s"):
+        client.extract(num=1)
+
+    assert time.monotonic() - started < 5.0
+    # The proxy sees the connection closed soon after (it notices on its next byte).
+    give_up = time.monotonic() + 5.0
+    while not header_drip.held and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert header_drip.held and max(header_drip.held) < 3.5, header_drip.held
+    session.close()
+
+
+def test_a_deadline_cuts_only_its_own_call_on_a_shared_session(
+    header_drip: HeaderDripServer, threaded_server: HTTPServer
+) -> None:
+    """Two clients, one session, two threads: the call that reaches its deadline is cut; the
+    other, still waiting for its headers on the same session, gets its answer."""
+
+    def late(request: Request) -> Response:
+        time.sleep(2.5)
+        return Response(SMALL_ANSWER, content_type="application/json")
+
+    threaded_server.expect_request(EXTRACT).respond_with_handler(late)
+    session = AbortableSession()
+    patient = make_client(threaded_server, timeout=20.0, retries=0, session=session)
+    hasty = ProviderClient(KEY, base_url=header_drip.url, timeout=1.0, session=session)
+    answers: list[object] = []
+    waiter = threading.Thread(target=lambda: answers.append(patient.extract(num=1)))
+    waiter.start()
+
+    with pytest.raises(ApiConnectionError, match="did not answer within 1 s"):
+        hasty.extract(num=1)
+    waiter.join(20)
+
+    assert len(answers) == 1, "the patient call was cut by the other thread's deadline"
+    assert [p.address for p in answers[0]] == ["203.0.113.9:8000"]  # type: ignore[attr-defined]
+    session.close()
+
+
+def test_abort_cuts_a_call_waiting_for_its_headers(header_drip: HeaderDripServer) -> None:
+    """The same session's abort switch: a call dripping its headers fails as soon as the session
+    is aborted (long before its deadline), and a later call fails without connecting."""
+    session = AbortableSession()
+    client = ProviderClient(
+        KEY, base_url=header_drip.url, timeout=30.0, session=session, sleep=session.sleep
+    )
+    failures: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.extract(num=1)
+        except ApiConnectionError as exc:
+            failures.append(exc)
+
+    caller = threading.Thread(target=call)
+    started = time.monotonic()
+    caller.start()
+    while header_drip.connections == 0 and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    session.abort()
+    caller.join(10)
+
+    assert not caller.is_alive() and len(failures) == 1, failures
+    # Reported as cut, not as the "empty answer" http.client makes of a header block cut short.
+    assert "the session was aborted" in str(failures[0]), failures
+    assert time.monotonic() - started < 8.0
+    with pytest.raises(ApiConnectionError):
+        client.extract(num=1)
+    assert header_drip.connections == 1
+
+
 def test_the_location_catalog_is_bounded_by_the_client(
     threaded_server: HTTPServer, drip_stop: threading.Event
 ) -> None:

@@ -679,3 +679,18 @@ def test_successful_payloads_still_parse(httpserver: HTTPServer) -> None:
         httpserver.clear()
         respond(httpserver, endpoint.path, json.dumps(payload))
         assert endpoint.call(make_client(httpserver))
+
+
+@pytest.mark.parametrize(
+    ("body", "what"), [(b"", "an empty body"), (b"<html>busy</html>", "no JSON envelope")]
+)
+def test_an_unusable_answer_names_the_call_once(
+    httpserver: HTTPServer, body: bytes, what: str
+) -> None:
+    httpserver.expect_request("/openapi/ip/v3").respond_with_data(body)
+    client = make_client(httpserver, retries=0)
+
+    with pytest.raises(ApiResponseError) as info:
+        client.extract(num=1)
+
+    assert str(info.value).startswith(f"GET ip/v3: {what} (HTTP 200)"), str(info.value)
