@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import socket
 import threading
 import time
@@ -419,3 +420,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 GET_ENDPOINTS = tuple(e for e in ENDPOINTS if e.method == "GET")
 POST_ENDPOINTS = tuple(e for e in ENDPOINTS if e.method == "POST")
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT, as Ctrl-C in a terminal would: a
+    suite started with SIGINT ignored (nohup, a background job, some CI wrappers) would hand the
+    child that disposition, and Python then ignores the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _provider import closed_port, envelope
+from _provider import closed_port, default_sigint, envelope
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -1034,6 +1034,7 @@ def test_ctrl_c_exits_130_quietly(provider: HTTPServer, api_url: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(api_url),
+        preexec_fn=default_sigint,
     )
     try:
         assert arrived.wait(30), "the CLI never reached the provider"
