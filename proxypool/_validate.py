@@ -32,6 +32,10 @@ __all__ = [
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _ALNUM_RE = re.compile(r"^[A-Za-z0-9]+$")
+# The provider's limits, one place for the client, the pool and the Scrapy settings.
+MAX_EXTRACT_NUM = 500  # IPs per extraction call, as public clients of the API cap it
+MAX_LIFE_MINUTES = 7200  # the largest sticky time reported for the API (minutes)
+
 _MAX_NAME = 64
 
 E = TypeVar("E", bound=IntEnum)

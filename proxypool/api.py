@@ -38,6 +38,8 @@ from ._causes import causes
 from ._deadline import CallRegistry, ProviderSession, Watchdog
 from ._redact import clip, install_log_redaction, redact, redact_excerpt, secret_forms
 from ._validate import (
+    MAX_EXTRACT_NUM,
+    MAX_LIFE_MINUTES,
     TIME_FORMAT,
     check_alnum,
     check_enum,
@@ -84,8 +86,6 @@ install_log_redaction()
 APP_KEY_ENV = "PROXYPOOL_APP_KEY"
 API_URL_ENV = "PROXYPOOL_API_URL"
 SUCCESS_CODES = frozenset({0, 200})
-MAX_EXTRACT_NUM = 500  # IPs per extraction call, as public clients of the API cap it
-MAX_LIFE_MINUTES = 7200  # the largest sticky time reported for the API
 _MAX_APP_KEY = 256  # keys are 32 hex characters; anything this long is a pasting accident
 _MAX_TIMEOUT = 3600.0  # seconds
 _MAX_BACKOFF = 60.0  # seconds, doubled per retry

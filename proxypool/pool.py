@@ -67,7 +67,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypedDict
 
-from ._validate import check_float, check_int, shown
+from ._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES, check_float, check_int, shown
 from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, ProviderError
 from .geo import Geo, LocationCatalog
 from .models import Proxy
@@ -100,8 +100,6 @@ _DROP = Verdict.DROP
 
 _ANYWHERE = Geo()
 
-_MAX_LIFE = 7200  # minutes; the same cap as ProviderClient.extract()
-_MAX_BATCH = 500  # IPs per extraction, the cap public clients of this API use
 _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
@@ -370,8 +368,8 @@ class ProxyPool:
                 field="client",
             )
         self._default_geo = Geo.coerce(geo)
-        self._life = check_int(life, "life", min=1, max=_MAX_LIFE, unit="minutes")
-        self._batch = check_int(batch, "batch", min=1, max=_MAX_BATCH)
+        self._life = check_int(life, "life", min=1, max=MAX_LIFE_MINUTES, unit="minutes")
+        self._batch = check_int(batch, "batch", min=1, max=MAX_EXTRACT_NUM)
         self._min_size = check_int(min_size, "min_size", min=0)
         self._max_failures = check_int(max_failures, "max_failures", min=1)
         self._margin = check_float(expiry_margin, "expiry_margin", min=0.0, unit="seconds")

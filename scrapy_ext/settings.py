@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from proxypool._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 from proxypool.policy import DEFAULT_BAN_STATUSES, STRATEGIES
@@ -56,8 +57,6 @@ DEFAULTS: Mapping[str, Any] = {
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-_MAX_LIFE = 7 * 24 * 60  # minutes, the provider's cap
-_MAX_BATCH = 500  # IPs per extraction
 
 
 class SettingsLike(Protocol):
@@ -310,7 +309,7 @@ def read_settings(
                 field="PROXYPOOL_API_URL",
             )
     max_extracted = settings.get("PROXYPOOL_MAX_EXTRACTED")
-    life = _int(settings, "PROXYPOOL_LIFE", low=1, high=_MAX_LIFE)
+    life = _int(settings, "PROXYPOOL_LIFE", low=1, high=MAX_LIFE_MINUTES)
     expiry_margin = _seconds(settings, "PROXYPOOL_EXPIRY_MARGIN", low=0.0)
     if expiry_margin >= life * 60:
         raise ConfigError(
@@ -326,7 +325,7 @@ def read_settings(
         source=source,
         geo=_geo(settings, "PROXYPOOL_GEO"),
         life=life,
-        batch=_int(settings, "PROXYPOOL_BATCH", low=1, high=_MAX_BATCH),
+        batch=_int(settings, "PROXYPOOL_BATCH", low=1, high=MAX_EXTRACT_NUM),
         min_size=_int(settings, "PROXYPOOL_MIN_SIZE", low=0),
         strategy=_strategy(settings, "PROXYPOOL_STRATEGY"),
         expiry_margin=expiry_margin,
