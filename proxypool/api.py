@@ -585,10 +585,13 @@ class ProviderClient:
                     response.close()
             except requests.Timeout as exc:
                 failure = self._timed_out(where, sent=not _never_sent(exc))
-            except (requests.ConnectionError, requests.exceptions.InvalidURL) as exc:
+            except requests.ConnectionError as exc:
+                sent = not _never_sent(exc)
+                failure = ApiConnectionError(f"{where}: {_lost(exc, url, sent)}", sent=sent)
+            except requests.exceptions.InvalidURL as exc:
                 failure = ApiConnectionError(
                     f"{where}: could not reach the provider: {redact(str(exc), secrets)}",
-                    sent=not _never_sent(exc),
+                    sent=False,
                 )
             except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError) as exc:
                 # (requests' exceptions are OSErrors too: this clause must come before OSError.)
@@ -807,6 +810,35 @@ def _never_sent(exc: BaseException) -> bool:
         isinstance(cause, urllib3.exceptions.ConnectTimeoutError | ConnectionRefusedError)
         for cause in causes(exc)
     )
+
+
+def _lost(exc: BaseException, url: str, sent: bool) -> str:
+    """What went wrong with the connection to the provider, said like a person: "could not
+    connect to 127.0.0.1:1 (connection refused)", or "lost the connection to host:port
+    (connection reset by peer)" once the request may have left. Built from the host, the port
+    and the OS's reason only: urllib3's own text holds the request URL."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    host = parts.hostname or "the provider"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    what = f"could not connect to {where}" if not sent else f"lost the connection to {where}"
+    return f"{what} ({_reason(exc)})"
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, in a few words."""
+    chain = list(causes(exc))
+    if any(isinstance(cause, urllib3.exceptions.NameResolutionError) for cause in chain):
+        return "host not found"
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+    if any(isinstance(cause, urllib3.exceptions.ProtocolError) for cause in chain):
+        return "the connection closed without an answer"
+    return type(exc).__name__
 
 
 def _retryable(exc: ProviderError, *, paid: bool = False) -> bool:
