@@ -959,9 +959,12 @@ def _datetime(value: Any, what: str) -> datetime | None:
         text = value.strip()
         for parse in (lambda t: datetime.strptime(t, TIME_FORMAT), datetime.fromisoformat):
             try:
-                return parse(text)
+                parsed = parse(text)
             except ValueError:
                 continue
+            # The one rule (proxypool.models): every datetime is aware; a text time that
+            # carries no offset is read as UTC, as the provider documents no zone.
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
     raise _bad(what, f"unreadable time {clip(str(value), 40)!r}")
 
 

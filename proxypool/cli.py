@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -285,13 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
+    # The demo talks to its own embedded simulator: --api-url and --timeout mean nothing there.
+    json_only = argparse.ArgumentParser(add_help=False)
+    json_only.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
+
     def command(
         group: argparse._SubParsersAction[argparse.ArgumentParser],
         name: str,
         handler: Handler,
         help_text: str,
+        parent: argparse.ArgumentParser = common,
     ) -> argparse.ArgumentParser:
-        sub = group.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub = group.add_parser(name, parents=[parent], help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -416,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # demo
     sub = command(
-        commands, "demo", _cmd_demo, "run the embedded demo (no account, no network needed)"
+        commands,
+        "demo",
+        _cmd_demo,
+        "run the embedded demo (no account, no network needed)",
+        parent=json_only,
     )
     sub.add_argument("--serve", action="store_true", help="keep the simulated provider running")
     return parser
@@ -845,6 +859,7 @@ def _product_json(product: Product) -> dict[str, Any]:
     item.update(_enum_json("product_type", product.product_type))
     item["created_at"] = _iso(product.created_at)
     item["expired_at"] = _iso(product.expired_at)
+    item["expired"] = _expired(product)
     order = product.order
     item["order"] = (
         None
@@ -856,6 +871,11 @@ def _product_json(product: Product) -> dict[str, Any]:
         }
     )
     return item
+
+
+def _expired(product: Product) -> bool:
+    """Whether the package's end has passed: the provider serves no traffic after it."""
+    return product.expired_at is not None and product.expired_at <= datetime.now(timezone.utc)
 
 
 def _cmd_products(args: argparse.Namespace, out: _Output) -> int:
@@ -876,10 +896,14 @@ def _cmd_products(args: argparse.Namespace, out: _Output) -> int:
             _kind(p.product_type),
             p.order.title if p.order else "",
             _when(p.order.pay_at if p.order and p.order.pay_at else p.created_at),
-            _when(p.expired_at),
+            _when(p.expired_at) + (" (expired)" if _expired(p) else ""),
         )
     out.table(table)
-    out.line(f"{len(products)} package{'s' if len(products) != 1 else ''}")
+    expired = sum(1 for p in products if _expired(p))
+    out.line(
+        f"{len(products)} package{'s' if len(products) != 1 else ''}"
+        + (f", {expired} expired" if expired else "")
+    )
     return EXIT_OK
 
 
@@ -1026,6 +1050,12 @@ def _cmd_static_ips(args: argparse.Namespace, out: _Output) -> int:
 
 def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
     """Hand over to ``proxypool.demo.main(args)`` when that module exists."""
+    for flag, value in (("--api-url", args.api_url), ("--timeout", args.timeout)):
+        if value is not None:
+            raise ConfigError(
+                f"{flag} does not apply to demo: it runs its own simulated provider on 127.0.0.1",
+                field=flag.lstrip("-").replace("-", "_"),
+            )
     try:
         demo = importlib.import_module("proxypool.demo")
     except ModuleNotFoundError as exc:

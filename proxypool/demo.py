@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
@@ -804,49 +804,58 @@ def _summary(
         },
         "api_calls": {"total": sum(calls.values()), **dict(sorted(calls.items()))},
         "events": [e.as_dict() for e in events],
+        # Every duration names its clock: the provider's minutes run 1/TIME_SCALE times faster
+        # than the wall clock; the pool and the events count real seconds.
         "ttl": {
-            "life_minutes": LIFE,
-            "lease_seconds": LIFE * 60 * TIME_SCALE,
-            "expiry_margin": EXPIRY_MARGIN,
+            "life_simulated_minutes": LIFE,
+            "speed": round(1 / TIME_SCALE, 6),
+            "lease_real_seconds": LIFE * 60 * TIME_SCALE,
+            "pool_retires_after_real_seconds": LIFE * 60 - EXPIRY_MARGIN,
         },
     }
 
 
 def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
+    """The summary as two tables and a few lines, readable at 80 columns: one column per client
+    (three at most), one row per relay."""
+    from rich import box
     from rich.table import Table
 
     parts = summary["parts"]
     table = Table(
-        title="Per client (its own counters | the target's records)", title_justify="left"
+        title="Per client (its own count | the target's records)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
-    for name in (
-        "part", "pages", "requests", "bans", "retries", "proxy errors", "refills",
-        "IPs extracted", "expired (TTL)", "waits", "failed",
-    ):  # fmt: skip
-        table.add_column(name, justify="left" if name == "part" else "right")
+    table.add_column("", no_wrap=True)
     for row in parts:
-        table.add_row(
-            row["part"],
-            f"{row['pages_ok']}/{row['pages_expected']}",
-            f"{row['requests']} | {row['target_requests']}",
-            f"{row['bans']} | {row['target_bans']}",
-            str(row["retries"]),
-            str(row["proxy_errors"]),
-            str(row["refills"]),
-            str(row["extracted"]),
-            str(row["expired"]),
-            str(row["waits"]),
-            str(row["failed"]),
-        )
+        table.add_column(row["part"], justify="right", no_wrap=True)
+    measures: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
+        ("pages answered", lambda r: f"{r['pages_ok']}/{r['pages_expected']}"),
+        ("requests", lambda r: f"{r['requests']} | {r['target_requests']}"),
+        ("bans", lambda r: f"{r['bans']} | {r['target_bans']}"),
+        ("retries", lambda r: str(r["retries"])),
+        ("proxy errors", lambda r: str(r["proxy_errors"])),
+        ("refills", lambda r: str(r["refills"])),
+        ("IPs extracted", lambda r: str(r["extracted"])),
+        ("expired (TTL)", lambda r: str(r["expired"])),
+        ("waits", lambda r: str(r["waits"])),
+        ("failed", lambda r: str(r["failed"])),
+    )
+    for label, cell in measures:
+        table.add_row(label, *(cell(row) for row in parts))
     console.print(table)
 
-    relays = Table(title="Pages per relay and geography (target's records)", title_justify="left")
-    relays.add_column("relay")
-    relays.add_column("placed in")
+    relays = Table(
+        title="Pages per relay (the target's records)", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    relays.add_column("relay", no_wrap=True)
+    relays.add_column("placed in", no_wrap=True)
     for row in parts:
-        relays.add_column(row["part"], justify="right")
-    relays.add_column("bans answered", justify="right")
-    relays.add_column("fate")
+        # "Scrapy" over "US/California": the client's name on one line, its place on the next.
+        relays.add_column(row["part"].replace(" ", "\n", 1), justify="right", no_wrap=True)
+    relays.add_column("bans", justify="right", no_wrap=True)
+    relays.add_column("fate", no_wrap=True)
     for relay in summary["relays"]:
         relays.add_row(
             relay["relay"],
@@ -867,8 +876,9 @@ def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
     )
     console.print(f"API calls {calls['total']}: {detail}.")
     console.print(
-        f"TTL: life {ttl['life_minutes']} min, played at {1 / TIME_SCALE:g}x speed "
-        f"(leases end after {ttl['lease_seconds']:g} s); {ips['leases_ended']} leases ended, "
+        f"TTL: life {ttl['life_simulated_minutes']} min, played at {ttl['speed']:g}x speed "
+        f"(leases end after {ttl['lease_real_seconds']:g} s, the pool retires them after "
+        f"{ttl['pool_retires_after_real_seconds']:g} s); {ips['leases_ended']} leases ended, "
         f"{ips['late_connections']} connections reached an ended lease."
     )
     for event in summary["events"]:
@@ -968,8 +978,9 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) 
         session_part = next(p for p in parts if p.client == "requests")
         with _Progress(parts, stderr, started) as progress:
             progress.note(
-                f"simulator, {len(world.relay_geos)} relays and a {PAGES}-page target up on "
-                f"127.0.0.1 in {time.monotonic() - started:.1f} s"
+                f"simulator, {len(world.relay_geos)} relays and a "
+                f"{len(world.target.page_urls())}-page target (/ and {PAGES} linked pages) up "
+                f"on 127.0.0.1 in {time.monotonic() - started:.1f} s"
             )
             director = _Director(world, parts, _plan(world, parts), progress, started)
             director.start()

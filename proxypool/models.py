@@ -3,6 +3,11 @@
 Field names follow the API's own (``usage_flow``, ``limit_flow``, ``trade_no``, ...); values are
 parsed into Python types (``datetime``, ``date``, enums). Units are stated on each field. Every
 type here is immutable and safe to share between threads.
+
+Times follow one rule: every ``datetime`` a model exposes is timezone-aware. The provider sends
+Unix timestamps (read as UTC instants) or text such as ``2024-06-01 00:00:00`` with no offset,
+and documents no zone: such text is read as UTC. Text that carries an offset keeps it. Calendar
+days (``DailyUsage.date``) are plain ``date`` values, as the provider reports them.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_list_accounts_parses_the_seed_example(
             id=0,
             username="user01",
             password="pass01",
-            created_at=datetime(2022, 5, 13, 12, 14, 15),
+            created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
             remark="string",
             product_type=ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
             usage_flow=0,
@@ -136,7 +136,7 @@ def test_list_accounts_tolerates_string_numbers_message_key_and_code_zero(
     assert account.usage_flow == 2048
     assert account.limit_flow == 0
     assert account.status is AccountStatus.ENABLED and account.enabled
-    assert account.created_at == datetime(2024, 2, 29, 23, 59, 59)
+    assert account.created_at == datetime(2024, 2, 29, 23, 59, 59, tzinfo=timezone.utc)
 
 
 def test_list_accounts_keeps_unknown_enum_values_as_numbers(
@@ -303,13 +303,13 @@ def test_list_products_parses_the_seed_example(
         items=(
             Product(
                 id=0,
-                created_at=datetime(2022, 5, 13, 12, 14, 15),
-                expired_at=datetime(2022, 5, 13, 12, 14, 15),
+                created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
+                expired_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
                 product_type=ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
                 trade_no="2022051312134339861461465434",
                 order=Order(
-                    created_at=datetime(2022, 5, 13, 12, 13, 43),
-                    pay_at=datetime(2022, 5, 13, 12, 13, 43),
+                    created_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=timezone.utc),
+                    pay_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=timezone.utc),
                     title="入门级",
                 ),
             ),
@@ -683,7 +683,7 @@ def test_list_static_ips_lives_without_the_prefix(
     )
     assert item.product_type is ProductType.STATIC_RESIDENTIAL_IP
     assert item.status is StaticIpStatus.VALID
-    assert item.expired_at == datetime(2024, 6, 1)
+    assert item.expired_at == datetime(2024, 6, 1, tzinfo=timezone.utc)
     assert item.raw["isp"] == "ExampleNet"  # undocumented fields are kept
     assert (page.page, page.total_count) == (1, 1)
     assert page.raw == STATIC_IPS["data"]
@@ -790,3 +790,60 @@ def test_a_given_session_is_used(httpserver: HTTPServer) -> None:
         client.search_states("US")
 
     assert only_request(httpserver).headers["X-Team"] == "crawlers"
+
+
+# -- one rule for times: every datetime a model exposes is timezone-aware -------------------------
+
+
+def datetimes_in(value: Any, where: str = "") -> list[tuple[str, datetime]]:
+    """Every datetime reachable from a parsed model, through dataclass fields, lists and dicts."""
+    import dataclasses
+
+    if isinstance(value, datetime):
+        return [(where, value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            found
+            for f in dataclasses.fields(value)
+            for found in datetimes_in(getattr(value, f.name), f"{where}.{f.name}")
+        ]
+    if isinstance(value, list | tuple):
+        return [found for i, v in enumerate(value) for found in datetimes_in(v, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in datetimes_in(v, f"{where}[{k!r}]")]
+    return []
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["2022-05-13 12:14:15", "2022-05-13T12:14:15", "2022-05-13T14:14:15+02:00", 1652444055],
+    ids=["seed-text", "iso-text", "iso-offset", "timestamp"],
+)
+def test_every_model_datetime_is_aware_and_names_the_same_instant(
+    httpserver: HTTPServer, client: ProviderClient, when: Any
+) -> None:
+    """Whatever form a deployment sends a time in, the models expose one aware instant: text
+    without an offset is UTC (the documented rule in proxypool.models)."""
+    accounts, products, statics = seed(SEED_ACCOUNTS), seed(SEED_PRODUCTS), seed(STATIC_IPS)
+    accounts["data"]["list"][0]["created_at"] = when
+    for item in products["data"]["list"]:
+        item["created_at"] = item["expired_at"] = when
+        item["order"]["created_at"] = item["order"]["pay_at"] = when
+    statics["data"]["list"][0]["expired_at"] = when
+    httpserver.expect_request("/openapi/whitelist-account/list").respond_with_json(accounts)
+    httpserver.expect_request("/openapi/user-product/list").respond_with_json(products)
+    httpserver.expect_request("/ip/get-static-ip").respond_with_json(statics)
+
+    found = (
+        datetimes_in(client.list_accounts(), "accounts")
+        + datetimes_in(client.list_products(), "products")
+        + datetimes_in(client.list_static_ips(), "static_ips")
+    )
+
+    # accounts: created_at; products: created_at, expired_at, order.created_at, order.pay_at;
+    # a static IP: expired_at.
+    assert len(found) >= 1 + 4 + 1, found
+    naive = [where for where, value in found if value.tzinfo is None]
+    assert naive == []
+    instant = datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc)
+    assert {value for _, value in found} == {instant}

@@ -236,7 +236,7 @@ ACCOUNTS_JSON = [
         "usage_flow": 1536,
         "limit_flow": 0,
         "remark": "team a",
-        "created_at": "2024-05-01T10:20:30",
+        "created_at": "2024-05-01T10:20:30+00:00",
     },
     {
         "id": 2,
@@ -249,16 +249,21 @@ ACCOUNTS_JSON = [
         "usage_flow": 3 * 1024 * 1024,
         "limit_flow": 10,
         "remark": "",
-        "created_at": "2024-05-02T08:00:00",
+        "created_at": "2024-05-02T08:00:00+00:00",
     },
 ]
+
+
+def expiry_year(n: int) -> int:
+    """Package 1 expired long ago; the others run until 2099."""
+    return 2025 if n == 1 else 2099
 
 
 def product(n: int) -> dict[str, Any]:
     return {
         "id": n,
         "created_at": f"2024-0{n}-01 09:00:00",
-        "expired_at": f"2025-0{n}-01 00:00:00",
+        "expired_at": f"{expiry_year(n)}-0{n}-01 00:00:00",
         "product_type": 9,
         "trade_no": f"T2024000{n}",
         "order": {
@@ -275,12 +280,13 @@ def product_json(n: int) -> dict[str, Any]:
         "trade_no": f"T2024000{n}",
         "product_type": 9,
         "product_type_name": "DYNAMIC_RESIDENTIAL_TRAFFIC",
-        "created_at": f"2024-0{n}-01T09:00:00",
-        "expired_at": f"2025-0{n}-01T00:00:00",
+        "created_at": f"2024-0{n}-01T09:00:00+00:00",
+        "expired_at": f"{expiry_year(n)}-0{n}-01T00:00:00+00:00",
+        "expired": n == 1,
         "order": {
             "title": f"Traffic {n} GB",
-            "created_at": f"2024-0{n}-01T08:59:00",
-            "pay_at": f"2024-0{n}-01T09:00:00",
+            "created_at": f"2024-0{n}-01T08:59:00+00:00",
+            "pay_at": f"2024-0{n}-01T09:00:00+00:00",
         },
     }
 
@@ -710,9 +716,10 @@ def test_products_walks_every_page(provider: HTTPServer, api_url: str, as_json: 
             "dynamic traffic",
             "Traffic 1 GB",
             "2024-01-01 09:00",
-            "2025-01-01 00:00",
+            "2025-01-01 00:00 (expired)",
         ]
-        assert row(result.out, "T20240002")[-1] == "2025-02-01 00:00"
+        assert row(result.out, "T20240002")[-1] == "2099-02-01 00:00"
+        assert "2 packages, 1 expired" in result.out
         assert "2 packages" in result.out
 
 
@@ -901,7 +908,7 @@ def test_static_ips(provider: HTTPServer, api_url: str, as_json: bool) -> None:
             "status": 1,
             "status_name": "VALID",
             "trade_no": "T99",
-            "expired_at": "2025-02-01T00:00:00",
+            "expired_at": "2025-02-01T00:00:00+00:00",
         }
         assert item["raw"] == {**STATIC_IPS["list"][0], "password": MASK}
     else:

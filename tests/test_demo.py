@@ -427,6 +427,70 @@ def test_demo_output_never_shows_the_simulator_key(demo_run: dict[str, Any]) -> 
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("width", [80, 100])
+def test_demo_summary_reads_at_80_columns(demo_run: dict[str, Any], width: int) -> None:
+    """The summary of a real run, printed as a terminal of ``width`` columns shows it: no line
+    wider, no value cut short with an ellipsis, every client and place whole."""
+    import io
+
+    from rich.console import Console
+
+    from proxypool.demo import _print_summary
+
+    summary = demo_run["summary"]
+    buffer = io.StringIO()
+    _print_summary(summary, Console(file=buffer, width=width, highlight=False, emoji=False))
+    text = buffer.getvalue()
+
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "\u2026" not in text
+    for row in summary["parts"]:
+        assert row["part"] in text or row["part"].split(" ", 1)[1] in text
+        assert f"{row['pages_ok']}/{row['pages_expected']}" in text
+    for relay in summary["relays"]:
+        assert re.search(rf"{relay['relay']}\s+{re.escape(relay['geo'])}\s", text), relay
+
+
+def test_demo_ttl_names_its_clocks(demo_run: dict[str, Any]) -> None:
+    ttl = demo_run["summary"]["ttl"]
+    assert set(ttl) == {
+        "life_simulated_minutes",
+        "speed",
+        "lease_real_seconds",
+        "pool_retires_after_real_seconds",
+    }
+    assert ttl["lease_real_seconds"] == ttl["life_simulated_minutes"] * 60 / ttl["speed"]
+    assert 0 < ttl["pool_retires_after_real_seconds"] < ttl["lease_real_seconds"]
+
+
+def test_demo_announces_the_pages_it_then_counts(demo_run: dict[str, Any]) -> None:
+    announced = re.search(r"a (\d+)-page target", demo_run["proc"].stderr)
+    assert announced, demo_run["proc"].stderr[:2000]
+    for row in demo_run["summary"]["parts"]:
+        if row["client"] == "scrapy":
+            assert row["pages_expected"] == int(announced.group(1))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["demo", "--api-url", "http://127.0.0.1:1/x"], ["--api-url", "http://127.0.0.1:1/x", "demo"],
+     ["--timeout", "3", "demo"]],
+    ids=["after", "before", "timeout"],
+)  # fmt: skip
+def test_demo_refuses_provider_flags(argv: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "proxypool", *argv],
+        cwd=ROOT,
+        env=crawl_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--api-url" in proc.stderr or "--timeout" in proc.stderr
+    assert "simulator" not in proc.stdout
+
+
 # -- proxypool demo --serve -------------------------------------------------------------------
 
 
