@@ -368,10 +368,18 @@ class ProxyPoolMiddleware:
     without the pool, on purpose; a request with the user's own ``meta["proxy"]`` is left alone.
 
     Every method runs on the reactor thread; blocking work goes to a private thread pool.
-    Subclasses may override ``build_source`` and ``build_pool``.
+    Subclasses may override ``build_source`` and ``build_pool``. ``clock`` (monotonic seconds,
+    default ``time.monotonic``) paces how often the request count is written to the stats and the
+    pool is asked whether it needs a refill; tests inject a fake one.
     """
 
-    def __init__(self, crawler: Crawler, config: ProxyPoolSettings | None = None) -> None:
+    def __init__(
+        self,
+        crawler: Crawler,
+        config: ProxyPoolSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
         self.pool: ProxyPool | None = None
@@ -395,7 +403,7 @@ class ProxyPoolMiddleware:
         # The spider's geography is keyed None (a Geo's hash is computed in Python on every
         # lookup, and most requests use that one), the others by their Geo.
         self._refill_checked: dict[Geo | None, float] = {}
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock = clock
         self._unreported = 0  # requests given a proxy, not yet in the stats (_report_requests)
         # Requests that arrive while spider_opened is still preparing wait here (a list only then).
         self._open_waiters: list[defer.Deferred[None]] | None = None

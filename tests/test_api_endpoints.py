@@ -4,7 +4,7 @@ payloads and the variants PROVIDER_API.md says deployments send."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -710,7 +710,7 @@ def test_list_static_ips_epoch_expiry_is_utc(
         envelope({"list": [{"ip": "198.51.100.1", "port": 1, "expired_at": 1717200000}]})
     )
     (item,) = client.list_static_ips().items
-    assert item.expired_at == datetime(2024, 6, 1, tzinfo=timezone.utc)
+    assert item.expired_at == datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def test_static_base_url_can_be_set(httpserver: HTTPServer) -> None:

@@ -13,7 +13,7 @@ import base64
 import dataclasses
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -65,7 +65,12 @@ def proxies(n: int, **kwargs: Any) -> list[Proxy]:
     return [Proxy("10.0.0.1", 8000 + i, **kwargs) for i in range(n)]
 
 
-def make(source: ListSource | None = None, **settings: Any) -> ProxyPoolMiddleware:
+def make(
+    source: ListSource | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    **settings: Any,
+) -> ProxyPoolMiddleware:
     crawler = get_crawler(
         Spider,
         {
@@ -76,7 +81,10 @@ def make(source: ListSource | None = None, **settings: Any) -> ProxyPoolMiddlewa
             **settings,
         },
     )
-    middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    if clock is None:
+        middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    else:  # the public keyword; direct calls to the hooks need no signals
+        middleware = ProxyPoolMiddleware(crawler, clock=clock)
     assert middleware.pool is not None
     middleware.pool.refill(middleware.config.geo)  # in-memory source: no I/O
     return middleware
@@ -116,9 +124,8 @@ def test_request_gets_a_pool_proxy_without_waiting() -> None:
 
 
 def test_the_requests_stat_is_added_in_batches_and_exact_at_close() -> None:
-    middleware = make()
     now = [100.0]
-    middleware._clock = lambda: now[0]
+    middleware = make(clock=lambda: now[0])
     send(middleware, Request(SITE))
     assert stats(middleware)["proxypool/requests"] == 1  # the first request reports at once
     for n in range(5):  # within the same 50 ms: counted, reported later

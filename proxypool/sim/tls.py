@@ -41,7 +41,7 @@ def make_self_signed_cert(
             alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             alt_names.append(x509.DNSName(host))
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     public_key = key.public_key()
     cert = (
         x509.CertificateBuilder()
