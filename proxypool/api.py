@@ -964,7 +964,7 @@ def _datetime(value: Any, what: str) -> datetime | None:
                 continue
             # The one rule (proxypool.models): every datetime is aware; a text time that
             # carries no offset is read as UTC, as the provider documents no zone.
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     raise _bad(what, f"unreadable time {clip(str(value), 40)!r}")
 
 

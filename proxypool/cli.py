@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -875,7 +875,7 @@ def _product_json(product: Product) -> dict[str, Any]:
 
 def _expired(product: Product) -> bool:
     """Whether the package's end has passed: the provider serves no traffic after it."""
-    return product.expired_at is not None and product.expired_at <= datetime.now(timezone.utc)
+    return product.expired_at is not None and product.expired_at <= datetime.now(UTC)
 
 
 def _cmd_products(args: argparse.Namespace, out: _Output) -> int:

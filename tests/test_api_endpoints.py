@@ -92,7 +92,7 @@ def test_list_accounts_parses_the_seed_example(
             id=0,
             username="user01",
             password="pass01",
-            created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
+            created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=UTC),
             remark="string",
             product_type=ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
             usage_flow=0,
@@ -136,7 +136,7 @@ def test_list_accounts_tolerates_string_numbers_message_key_and_code_zero(
     assert account.usage_flow == 2048
     assert account.limit_flow == 0
     assert account.status is AccountStatus.ENABLED and account.enabled
-    assert account.created_at == datetime(2024, 2, 29, 23, 59, 59, tzinfo=timezone.utc)
+    assert account.created_at == datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)
 
 
 def test_list_accounts_keeps_unknown_enum_values_as_numbers(
@@ -303,13 +303,13 @@ def test_list_products_parses_the_seed_example(
         items=(
             Product(
                 id=0,
-                created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
-                expired_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc),
+                created_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=UTC),
+                expired_at=datetime(2022, 5, 13, 12, 14, 15, tzinfo=UTC),
                 product_type=ProductType.DYNAMIC_RESIDENTIAL_TRAFFIC,
                 trade_no="2022051312134339861461465434",
                 order=Order(
-                    created_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=timezone.utc),
-                    pay_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=timezone.utc),
+                    created_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=UTC),
+                    pay_at=datetime(2022, 5, 13, 12, 13, 43, tzinfo=UTC),
                     title="入门级",
                 ),
             ),
@@ -683,7 +683,7 @@ def test_list_static_ips_lives_without_the_prefix(
     )
     assert item.product_type is ProductType.STATIC_RESIDENTIAL_IP
     assert item.status is StaticIpStatus.VALID
-    assert item.expired_at == datetime(2024, 6, 1, tzinfo=timezone.utc)
+    assert item.expired_at == datetime(2024, 6, 1, tzinfo=UTC)
     assert item.raw["isp"] == "ExampleNet"  # undocumented fields are kept
     assert (page.page, page.total_count) == (1, 1)
     assert page.raw == STATIC_IPS["data"]
@@ -845,5 +845,5 @@ def test_every_model_datetime_is_aware_and_names_the_same_instant(
     assert len(found) >= 1 + 4 + 1, found
     naive = [where for where, value in found if value.tzinfo is None]
     assert naive == []
-    instant = datetime(2022, 5, 13, 12, 14, 15, tzinfo=timezone.utc)
+    instant = datetime(2022, 5, 13, 12, 14, 15, tzinfo=UTC)
     assert {value for _, value in found} == {instant}
