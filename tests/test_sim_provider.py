@@ -8,7 +8,7 @@ import math
 import random
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -882,7 +882,7 @@ def test_client_manages_accounts(sim: ProviderSimulator, client: ProviderClient)
     assert by_name["cli1"].password == "Pass9" and by_name["cli1"].limit_flow == 7
     assert by_name["cli1"].enabled and not by_name["cli2"].enabled
     assert by_name["cli2"].remark == "from client"
-    assert by_name["cli1"].created_at == NOW
+    assert by_name["cli1"].created_at == NOW.replace(tzinfo=UTC)
     client.delete_accounts("cli2")
     assert "cli2" not in {a.username for a in client.list_accounts()}
     with pytest.raises(ApiError) as caught:
