@@ -244,13 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the whole command line (no side effects; cheap to build)."""
     # --json and --api-url are accepted before or after the command: the sub-parsers default to
     # SUPPRESS so they only override what the top-level parser set when actually given.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    # The demo talks to its own embedded simulator: --api-url and --timeout mean nothing there,
+    # so it takes only --json; every other command takes all three.
+    json_only = argparse.ArgumentParser(add_help=False)
+    json_only.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
         help="print machine-readable JSON on stdout",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[json_only])
     common.add_argument(
         "--api-url", metavar="URL", default=argparse.SUPPRESS, help=f"overrides ${API_URL_ENV}"
     )
@@ -284,15 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds one provider call may take in all, retries included (default: 10)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-
-    # The demo talks to its own embedded simulator: --api-url and --timeout mean nothing there.
-    json_only = argparse.ArgumentParser(add_help=False)
-    json_only.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print machine-readable JSON on stdout",
-    )
 
     def command(
         group: argparse._SubParsersAction[argparse.ArgumentParser],
