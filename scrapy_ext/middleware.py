@@ -71,6 +71,7 @@ over), ``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``liv
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 import time
@@ -81,10 +82,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from scrapy import signals
-from scrapy.core.engine import ExecutionEngine
-from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
 from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured
-from scrapy.utils.conf import build_component_list
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -106,6 +104,7 @@ from proxypool.models import Proxy
 from proxypool.policy import IDEMPOTENT_METHODS
 from proxypool.pool import ProxyPool, ProxySource
 
+from . import _scrapy_private as private
 from ._abort import AbortableSession
 from .settings import ProxyPoolSettings, read_settings
 from .source import CheckedSource
@@ -140,9 +139,6 @@ _GAVE_UP_KEY = "_proxypool_gave_up"  # set when this middleware spent the budget
 _BUDGET_URL_KEY = "_proxypool_budget_url"
 _BUDGET_KEYS = (_RETRIES_KEY, _TRIED_KEY, _ATTEMPT_KEY, _GAVE_UP_KEY, _BUDGET_URL_KEY)
 _AUTH_KEY = "_proxypool_auth"  # set while the request carries a Proxy-Authorization of ours
-# HttpProxyMiddleware's own meta key: the proxy URL the request's Proxy-Authorization belongs to.
-# It drops the header of a request whose proxy differs from it, so a new proxy clears it.
-_SCRAPY_AUTH_PROXY = "_auth_proxy"
 _PROXY_AUTHORIZATION = b"Proxy-Authorization"
 
 # Why the spider is closed (its finish_reason).
@@ -152,22 +148,21 @@ REASON_ACCOUNT = "proxypool_account_error"
 REASON_BAN_STORM = "proxypool_ban_storm"
 
 # Download errors that mean the proxy failed (or could not carry the request): refused, timed out,
-# unresolvable proxy host, tunnel refused, connection dropped. Import paths, because some exist
-# only in some Scrapy versions (Scrapy >= 2.14 wraps Twisted's errors in its own).
+# unresolvable proxy host, tunnel refused, connection dropped. Scrapy wraps Twisted's refused,
+# unresolved, timed-out and failed responses in its own documented exceptions; the Twisted ones it
+# leaves as they are are listed by their public names. (Scrapy's TunnelError: _scrapy_private.)
 _PROXY_FAILURES = (
     "scrapy.exceptions.DownloadConnectionRefusedError",
     "scrapy.exceptions.DownloadTimeoutError",
     "scrapy.exceptions.DownloadFailedError",
     "scrapy.exceptions.CannotResolveHostError",
     "scrapy.exceptions.ResponseDataLossError",
-    "scrapy.core.downloader.handlers.http11.TunnelError",
     "twisted.internet.error.ConnectError",
     "twisted.internet.error.TimeoutError",
     "twisted.internet.error.ConnectionLost",
     "twisted.internet.error.ConnectionDone",
     "twisted.internet.defer.TimeoutError",
-    "twisted.web._newclient.ResponseNeverReceived",
-    "twisted.web._newclient.ResponseFailed",
+    "twisted.web.client.ResponseFailed",  # (and ResponseNeverReceived, a subclass)
 )
 
 # Download errors that prove the request never left for the site: connecting to the proxy failed
@@ -177,7 +172,6 @@ _PROXY_FAILURES = (
 _NEVER_SENT = (
     "scrapy.exceptions.DownloadConnectionRefusedError",
     "scrapy.exceptions.CannotResolveHostError",
-    "scrapy.core.downloader.handlers.http11.TunnelError",
     "twisted.internet.error.ConnectError",
 )
 _NOT_NEVER_SENT = ("twisted.internet.error.TimeoutError",)
@@ -201,15 +195,12 @@ _PROXY_URL_RULE = (
 _REFILL_CHECK = 0.05  # seconds between two needs_refill() checks of one geography
 _CLOSING_CHECK = 0.1  # seconds between two looks at whether the spider is closing (while waiting)
 _WORKERS_GRACE = 5.0  # seconds spider_closed waits for the worker threads to end
-# Twisted's HostnameEndpoint refuses a malformed host before connecting, with this ValueError.
-_INVALID_HOSTNAME = "invalid hostname"
+# A host name Twisted's HostnameEndpoint can connect to (after IDNA encoding): letters, digits,
+# dots, hyphens and underscores. It refuses any other host with a ValueError before connecting.
+_HOST_NAME = re.compile(rb"[A-Za-z0-9._-]+")
 # A proxy answering CONNECT with one of these could not reach the target host (bad gateway,
 # unavailable, gateway timeout): the target's failure as seen through that proxy, not the proxy's.
 _TARGET_UNREACHABLE = frozenset({502, 503, 504})
-# How Scrapy's HTTP11 handler words a refused CONNECT (``TunnelError``; checked on Scrapy 2.19,
-# pinned by a real crawl in test_scrapy_leaks.py):
-# "Could not open CONNECT tunnel with proxy host:port [{'status': 502, 'reason': '...'}]".
-_TUNNEL_STATUS = re.compile(r"^Could not open CONNECT tunnel with proxy \S+ \[\{'status': (\d{3}),")
 
 # ProviderClient parameter -> the setting it comes from, for error messages.
 _CLIENT_SETTINGS = {
@@ -217,10 +208,6 @@ _CLIENT_SETTINGS = {
     "base_url": "PROXYPOOL_API_URL",
     "timeout": "PROXYPOOL_API_TIMEOUT",
 }
-
-# Scrapy >= 2.14 closes a spider whose spider_opened handler raises CloseSpider, before it sends
-# any request; older versions only log it, so the middleware closes the spider itself there.
-_CLOSES_ON_OPEN = hasattr(ExecutionEngine, "open_spider_async")
 
 
 class BanPolicy(Protocol):
@@ -322,28 +309,12 @@ def _basic_auth(proxy: Proxy, encoding: str) -> bytes:
     return b"Basic " + base64.b64encode(raw)
 
 
-def _httpproxy_enabled(settings: Any) -> bool:
-    """Whether Scrapy's ``HttpProxyMiddleware`` (or a subclass) is among the downloader
-    middlewares and not switched off by ``HTTPPROXY_ENABLED``."""
-    if not settings.getbool("HTTPPROXY_ENABLED", True):
-        return False
-    middlewares = settings.get_component_priority_dict_with_base("DOWNLOADER_MIDDLEWARES")
-    for component in build_component_list(middlewares):
-        try:
-            found = load_object(component) if isinstance(component, str) else component
-        except (ImportError, AttributeError, NameError, ValueError):
-            continue  # Scrapy itself reports what it cannot load
-        if isinstance(found, type) and issubclass(found, HttpProxyMiddleware):
-            return True
-    return False
-
-
 def _forget_auth(request: Request) -> None:
     """Drop the ``Proxy-Authorization`` this middleware set on ``request`` for an earlier proxy,
     and HttpProxyMiddleware's note of which proxy it belonged to."""
     meta = request.meta
     if meta.pop(_AUTH_KEY, None):
-        meta.pop(_SCRAPY_AUTH_PROXY, None)
+        meta.pop(private.AUTH_PROXY_KEY, None)
         request.headers.pop(_PROXY_AUTHORIZATION, None)
 
 
@@ -387,9 +358,9 @@ class ProxyPoolMiddleware:
         # (finish reason, message) once the middleware cannot serve: every request is dropped.
         self._failure: tuple[str, str] | None = None
         self._spider_geo = Geo()
-        self._failures = _load_types(_PROXY_FAILURES)
-        never_sent = _load_types(_NEVER_SENT)
-        self._never_sent = never_sent
+        tunnel = (private.TUNNEL_ERROR,) if private.TUNNEL_ERROR is not None else ()
+        self._failures = (*_load_types(_PROXY_FAILURES), *tunnel)
+        self._never_sent = (*_load_types(_NEVER_SENT), *tunnel)
         self._maybe_sent = _load_types(_NOT_NEVER_SENT)
         # meta["proxy"] values already judged: True = the user's own proxy URL, else the problem.
         self._own_proxies: dict[str, bool | str] = {}
@@ -414,6 +385,7 @@ class ProxyPoolMiddleware:
         self._jobs = 0  # worker-thread jobs whose result has not reached the reactor yet
         self._idle: list[Callable[[], None]] = []  # called once _jobs drops to 0
         self._own_auth = True  # Proxy-Authorization set here (see below)
+        self._url_auth_inert = True  # no HttpProxyMiddleware would act on user:password@
         self._waiting = 0  # requests waiting for a proxy in a worker thread
         self._closing_watch: LoopingCall | None = None
         try:
@@ -444,11 +416,20 @@ class ProxyPoolMiddleware:
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="proxypool")
         # Set Proxy-Authorization here only while HttpProxyMiddleware runs: it also removes the
         # header from requests derived from a pooled one that go out without a proxy.
-        self._own_auth = _httpproxy_enabled(crawler.settings)
+        self._own_auth = private.httpproxy_enabled(crawler.settings)
         if not self._own_auth:
             logger.warning(
                 "proxypool: Scrapy's HttpProxyMiddleware is disabled, so proxy credentials are "
                 "not sent; proxies that need a username and password will refuse requests"
+            )
+        elif not private.auth_note_works():
+            self._own_auth = False
+            self._url_auth_inert = False
+            logger.warning(
+                "proxypool: this Scrapy's HttpProxyMiddleware does not keep a Proxy-Authorization "
+                "set by another middleware as proxypool expects (see scrapy_ext._scrapy_private), "
+                "so proxy credentials are not sent; proxies that need a username and password "
+                "will refuse requests"
             )
 
     @classmethod
@@ -566,9 +547,7 @@ class ProxyPoolMiddleware:
         reason, message = self._failure
         logger.error("proxypool: closing the spider before any request is sent: %s", message)
         self.stats.set_value("proxypool/error", message)
-        if _CLOSES_ON_OPEN:
-            raise CloseSpider(reason)
-        self._close_spider(reason)
+        raise CloseSpider(reason)  # Scrapy closes the spider before it sends any request
 
     async def _prepare(self, spider: Spider | None) -> None:
         try:
@@ -688,15 +667,13 @@ class ProxyPoolMiddleware:
 
     def _engine_closing(self) -> bool:
         """Whether the engine has begun closing the spider. Scrapy sends no signal for that (only
-        ``spider_closed``, after the requests in progress end), so this reads the engine slot's
-        ``closing`` Deferred, set when closing begins (``engine._slot``, ``engine.slot`` in
-        older versions)."""
+        ``spider_closed``, after the requests in progress end): see ``_scrapy_private``. False
+        when this Scrapy does not show it (waiting requests then end with their wait)."""
         try:
             engine = self.crawler.engine
         except RuntimeError:
             return False
-        slot = getattr(engine, "_slot", None) or getattr(engine, "slot", None)
-        return getattr(slot, "closing", None) is not None
+        return bool(private.engine_closing(engine))
 
     def _watch_closing(self) -> None:
         """While requests wait for a proxy, look every ``_CLOSING_CHECK`` s whether the spider
@@ -728,11 +705,7 @@ class ProxyPoolMiddleware:
         if engine is None or self._closing:
             return
         self._closing = True
-        close_async = getattr(engine, "close_spider_async", None)
-        if close_async is not None:
-            d = deferred_from_coro(close_async(reason=reason))
-        else:  # Scrapy < 2.14
-            d = engine.close_spider(self.crawler.spider, reason)  # type: ignore[arg-type]
+        d = deferred_from_coro(engine.close_spider_async(reason=reason))
         if isinstance(d, defer.Deferred):
             d.addErrback(lambda f: logger.debug("proxypool: closing the spider: %s", f.value))
 
@@ -759,7 +732,7 @@ class ProxyPoolMiddleware:
             own = meta.get("proxy")
             if own is not None and own != "" and self._own_proxy(request, own):
                 return None  # the user's own proxy: left alone
-        if self._open_waiters is not None:  # spider_opened still running (older Scrapy)
+        if self._open_waiters is not None:  # spider_opened still running (another handler sent it)
             waiter: defer.Deferred[None] = defer.Deferred()
             self._open_waiters.append(waiter)
             await maybe_deferred_to_future(waiter)
@@ -822,14 +795,18 @@ class ProxyPoolMiddleware:
                 meta.pop(_TRIED_KEY, None)
         meta[PROXY_META_KEY] = proxy
         if not proxy.username or not self._own_auth:
-            meta["proxy"] = proxy.url
+            # (Credentials stay in the URL only while no HttpProxyMiddleware could turn them into
+            # a header of its own making: see _scrapy_private, 1.)
+            meta["proxy"] = (
+                proxy.url if self._url_auth_inert else f"{proxy.scheme}://{proxy.address}"
+            )
             if _AUTH_KEY in meta:  # an earlier attempt's proxy had credentials: not for this one
                 _forget_auth(request)
         else:
             meta["proxy"] = f"{proxy.scheme}://{proxy.address}"
             request.headers[_PROXY_AUTHORIZATION] = _basic_auth(proxy, self.config.auth_encoding)
             meta[_AUTH_KEY] = True
-            meta.pop(_SCRAPY_AUTH_PROXY, None)  # (it would drop the header of a new proxy)
+            meta.pop(private.AUTH_PROXY_KEY, None)  # (it would drop the header of a new proxy)
         if self.config.slot_per_proxy:
             meta["download_slot"] = _slot_for(proxy)
         return None
@@ -1064,13 +1041,18 @@ class ProxyPoolMiddleware:
             return None
         if isinstance(exception, self._failures):
             name = type(exception).__name__
-        elif type(exception) is ValueError and str(exception).startswith(_INVALID_HOSTNAME):
+        elif type(exception) is ValueError and not _connectable_host(proxy.host):
             # The downloader refused the proxy's host as malformed before connecting (with a
             # proxy set, the proxy is the only host it connects to): this proxy never works.
             name = "invalid_hostname"
         else:
             return None
-        status = _tunnel_status(exception) if name == "TunnelError" else None
+        tunnel = private.TUNNEL_ERROR
+        status = (
+            private.tunnel_status(exception)
+            if tunnel is not None and isinstance(exception, tunnel)
+            else None
+        )
         if status in _TARGET_UNREACHABLE:
             return self._target_unreachable(request, proxy, status)
         self._report(proxy, urlparse_cached(request).hostname)
@@ -1218,12 +1200,23 @@ class ProxyPoolMiddleware:
         return d
 
 
-def _tunnel_status(exception: Exception) -> int | None:
-    """The status a proxy refused a CONNECT with, read from the text of Scrapy's ``TunnelError``
-    (Scrapy gives nothing else); None when the text does not say, so the error stays the
-    proxy's."""
-    match = _TUNNEL_STATUS.match(str(exception))
-    return int(match.group(1)) if match else None
+def _connectable_host(host: str) -> bool:
+    """Whether Twisted can connect to ``host``: an IP address, or a name whose IDNA form has only
+    letters, digits, dots, hyphens and underscores (what Scrapy's HTTP11 handler accepts)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        try:
+            encoded = host.encode("ascii")
+        except UnicodeError:
+            return False
+    return _HOST_NAME.fullmatch(encoded) is not None
 
 
 def _label(geo: Geo) -> str:

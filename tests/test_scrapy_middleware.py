@@ -810,14 +810,13 @@ def _never_sent() -> list[Exception]:
         CannotResolveHostError("no such proxy host"),
         TunnelError("Could not open CONNECT tunnel with proxy 10.0.0.1:8000 [403]"),
         TxRefused(),
-        ValueError("invalid hostname: 'bad host'"),
     ]
 
 
 def _may_have_arrived() -> list[Exception]:
     from scrapy.exceptions import DownloadFailedError, DownloadTimeoutError, ResponseDataLossError
     from twisted.internet.error import ConnectionLost
-    from twisted.web._newclient import ResponseNeverReceived
+    from twisted.web.client import ResponseNeverReceived
 
     return [
         DownloadTimeoutError("took longer than 180 seconds"),
@@ -833,6 +832,31 @@ def test_a_post_whose_request_never_left_is_retried(error: Exception) -> None:
     middleware = make()
     request = send(middleware, Request(SITE, method="POST"))
     assert isinstance(middleware.process_exception(request, error), Request)
+
+
+def test_a_post_through_a_proxy_host_twisted_refuses_is_retried() -> None:
+    """Twisted refuses a malformed host with a ValueError before connecting: the middleware
+    knows it from the proxy's host, not from the error's wording (which is not API)."""
+    middleware = make(ListSource([Proxy("bad host", 8000), Proxy("10.0.0.2", 8000)]))
+    request = send(middleware, Request(SITE, method="POST"))
+    assert request.meta[PROXY_META_KEY].host == "bad host"
+    retry = middleware.process_exception(request, ValueError("any wording"))
+    assert isinstance(retry, Request)
+    assert stats(middleware)["proxypool/proxy_errors/invalid_hostname"] == 1
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.9", "::1", "proxy-1.example", "under_score.example", "xn--e1afmkfd.example"]
+)
+def test_a_valueerror_through_a_well_formed_proxy_host_is_not_the_proxys(host: str) -> None:
+    """Even worded like Twisted's refusal, a ValueError through a host Twisted connects to is
+    not the proxy's doing: it goes on to the errback, and the proxy is not blamed."""
+    middleware = make(ListSource([Proxy(host, 8000)]))
+    request = send(middleware, Request(SITE))
+    assert middleware.process_exception(request, ValueError(f"invalid hostname: {host}")) is None
+    assert middleware.pool is not None
+    assert middleware.pool.stats()["failures"] == 0
+    assert "proxypool/proxy_errors" not in stats(middleware)
 
 
 @pytest.mark.parametrize("error", _may_have_arrived(), ids=lambda e: type(e).__name__)
