@@ -77,6 +77,7 @@ from .models import (
     StaticIpPage,
     StaticIpStatus,
 )
+from .policy import Backoff
 
 __all__ = ["ProviderClient"]
 
@@ -186,6 +187,8 @@ class ProviderClient:
         self.timeout = check_float(timeout, "timeout", min=0.001, max=_MAX_TIMEOUT)
         self.retries = check_int(retries, "retries", min=0, max=10)
         self.backoff = check_float(backoff, "backoff", min=0.0, max=_MAX_BACKOFF)
+        # backoff * 2**n before retry n + 1 (0 = no pause); retries <= 10, so never capped.
+        self._pauses = Backoff.doubling(self.backoff, self.backoff * 1024.0)
         self.max_response_bytes = check_int(
             max_response_bytes, "max_response_bytes", min=1, max=_MAX_RESPONSE_LIMIT
         )
@@ -474,7 +477,7 @@ class ProviderClient:
             try:
                 return self._send("GET", url, path, parse, deadline, self._secrets, params=query)
             except (ApiConnectionError, ApiError, ApiResponseError) as exc:
-                delay = self.backoff * (2**attempt)
+                delay = self._pauses.delay(attempt) if self._pauses is not None else 0.0
                 # A pause that would reach the deadline leaves no time to try again.
                 if (
                     attempt >= self.retries

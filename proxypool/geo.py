@@ -19,6 +19,7 @@ from cachetools import TTLCache
 from ._validate import check_float
 from .errors import ApiResponseError, ConfigError, InvalidGeo
 from .models import CountryLocations
+from .policy import Backoff
 
 __all__ = ["Geo", "LocationCatalog", "LocationSource"]
 
@@ -291,11 +292,10 @@ class LocationCatalog:
         ttl = check_float(ttl, "ttl", min=0.0, min_exclusive=True, unit="seconds")
         if not callable(timer):
             raise ConfigError("timer must be a callable returning seconds", field="timer")
-        self._retry_delay = check_float(
-            retry_delay, "retry_delay", min=0.0, max=3600.0, unit="seconds"
-        )
-        self._max_retry_delay = check_float(
-            max_retry_delay, "max_retry_delay", min=0.0, max=86400.0, unit="seconds"
+        # retry_delay * 2**(n - 1) after n failures in a row, at most max_retry_delay.
+        self._backoff = Backoff.doubling(
+            check_float(retry_delay, "retry_delay", min=0.0, max=3600.0, unit="seconds"),
+            check_float(max_retry_delay, "max_retry_delay", min=0.0, max=86400.0, unit="seconds"),
         )
         self._timer = timer
         self._client = client
@@ -346,8 +346,9 @@ class LocationCatalog:
                 self._loading.discard(kind)
                 self._failed[kind] = (generation, exc)
                 self._failures[kind] += 1
-                delay = self._retry_delay * 2 ** min(self._failures[kind] - 1, 30)
-                self._retry_at[kind] = self._timer() + min(delay, self._max_retry_delay)
+                backoff = self._backoff
+                delay = backoff.delay(self._failures[kind] - 1) if backoff is not None else 0.0
+                self._retry_at[kind] = self._timer() + delay
                 self._cond.notify_all()
             raise
         except BaseException:

@@ -247,6 +247,9 @@ def make_strategy(name: str, rng: random.Random) -> RotationStrategy[object]:
 class Backoff:
     """Exponential backoff: attempt ``n`` (0-based) waits up to ``min(cap, base * 2**n)`` seconds.
 
+    The one backoff of the package: the pool's proxy cooldown and extraction backoff, the
+    client's retries of a failed GET and the location catalog's pause after a failed fetch.
+
     ``jitter`` is the fraction of that ceiling drawn at random: ``1.0`` is "full jitter" (uniform
     in ``(0, ceiling]``), ``0.5`` keeps at least half the ceiling, ``0.0`` is deterministic.
     Immutable and thread-safe; the random generator is passed in by the caller.
@@ -271,9 +274,23 @@ class Backoff:
             return self.cap
         return self.base * 2.0**attempt
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before the next try after 0-based ``attempt`` failed; always > 0."""
+    @classmethod
+    def doubling(cls, base: float, cap: float) -> Backoff | None:
+        """The deterministic backoff ``min(cap, base * 2**n)`` (no jitter) that the client's
+        retries and the location catalog's failed fetches use; None when ``base`` or ``cap`` is
+        0 (no pause). ``base`` above ``cap`` waits ``cap`` every time."""
+        if base <= 0 or cap <= 0:
+            return None
+        return cls(base=min(base, cap), cap=cap, jitter=0.0)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the next try after 0-based ``attempt`` failed; always > 0.
+        ``rng`` draws the jitter (the ``random`` module's generator when None)."""
         ceiling = self.ceiling(attempt)
+        if not self.jitter:
+            return ceiling
+        if rng is None:
+            return ceiling * (1.0 - self.jitter * random.random())
         # 1 - random() lies in (0, 1], so full jitter never yields a zero delay.
         return ceiling * (1.0 - self.jitter * rng.random())
 

@@ -4,10 +4,12 @@ the pool and the location catalog share."""
 
 from __future__ import annotations
 
+import ast
 import math
 import random
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -320,3 +322,55 @@ def test_status_ban_policy_rejects_non_statuses(bad: list[object]) -> None:
     with pytest.raises(ConfigError) as info:
         StatusBanPolicy(bad)  # type: ignore[arg-type]
     assert info.value.field == "ban_statuses"
+
+
+# -- one backoff -------------------------------------------------------------------------------
+
+
+def _variable_powers_of_two(path: Path) -> list[int]:
+    """Lines computing ``2 ** <something not a literal>``: a doubling written out by hand."""
+    tree = ast.parse(path.read_text())
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Pow)
+        and isinstance(node.left, ast.Constant)
+        and node.left.value == 2
+        and not isinstance(node.right, ast.Constant)
+    ]
+
+
+def test_the_doubling_rule_is_written_once_in_backoff() -> None:
+    """The pool, the client and the catalog all pause with ``policy.Backoff``: no module but
+    policy.py doubles a delay by hand (the client and the catalog each used to)."""
+    root = Path(__file__).resolve().parent.parent
+    found = {
+        str(path.relative_to(root)): lines
+        for package in ("proxypool", "scrapy_ext")
+        for path in sorted((root / package).rglob("*.py"))
+        if path.name != "policy.py" and (lines := _variable_powers_of_two(path))
+    }
+    assert found == {}
+    assert _variable_powers_of_two(root / "proxypool" / "policy.py")  # the finder finds it there
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "expected"),
+    [
+        (0.5, 512.0, [0.5, 1.0, 2.0, 4.0]),
+        (1.0, 3.0, [1.0, 2.0, 3.0, 3.0]),  # the catalog's max_retry_delay
+        (5.0, 2.0, [2.0, 2.0, 2.0, 2.0]),  # base above the cap: the cap every time
+    ],
+)
+def test_doubling_is_the_deterministic_backoff(
+    base: float, cap: float, expected: list[float]
+) -> None:
+    backoff = Backoff.doubling(base, cap)
+    assert backoff is not None
+    assert [backoff.delay(n) for n in range(4)] == expected
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 60.0), (1.0, 0.0)])
+def test_doubling_with_a_zero_is_no_pause(base: float, cap: float) -> None:
+    assert Backoff.doubling(base, cap) is None
