@@ -36,6 +36,7 @@ import urllib3
 
 from ._causes import causes
 from ._deadline import CallRegistry, ProviderSession, Watchdog
+from ._env import API_URL_ENV, APP_KEY_ENV
 from ._redact import clip, install_log_redaction, redact, redact_excerpt, secret_forms
 from ._validate import (
     MAX_EXTRACT_NUM,
@@ -84,8 +85,6 @@ __all__ = ["ProviderClient"]
 logger = logging.getLogger(__name__)
 install_log_redaction()
 
-APP_KEY_ENV = "PROXYPOOL_APP_KEY"
-API_URL_ENV = "PROXYPOOL_API_URL"
 SUCCESS_CODES = frozenset({0, 200})
 _MAX_APP_KEY = 256  # keys are 32 hex characters; anything this long is a pasting accident
 _MAX_TIMEOUT = 3600.0  # seconds

@@ -27,10 +27,10 @@ from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from ._env import API_URL_ENV, APP_KEY_ENV
 from ._redact import redact, secret_forms
 from ._validate import check_alnum
 from ._version import __version__
-from .api import API_URL_ENV, APP_KEY_ENV
 from .errors import ConfigError, ProxyPoolError
 from .models import ProductType, StaticIpStatus
 

@@ -56,6 +56,16 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._env import (
+    API_URL_ENV,
+    DEMO_APP_KEY_ENV,
+    DEMO_LOG_ENV,
+    DEMO_LOG_LEVEL_ENV,
+    DEMO_PROXY_AUTH_ENV,
+    DEMO_RECORD_ENV,
+    DEMO_TARGET_ENV,
+)
+from ._env import APP_KEY_ENV as LIBRARY_APP_KEY_ENV
 from .errors import ConfigError, ProxyPoolError
 from .geo import Geo
 from .models import CountryLocations, Proxy
@@ -83,12 +93,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
-RECORD_ENV = "PROXYPOOL_DEMO_RECORD"
-TARGET_ENV = "PROXYPOOL_DEMO_TARGET"
-APP_KEY_ENV = "PROXYPOOL_DEMO_APP_KEY"
-PROXY_AUTH_ENV = "PROXYPOOL_DEMO_PROXY_AUTH"
-LOG_ENV = "PROXYPOOL_DEMO_LOG"
-LOG_LEVEL_ENV = "PROXYPOOL_DEMO_LOG_LEVEL"
+RECORD_ENV = DEMO_RECORD_ENV
+TARGET_ENV = DEMO_TARGET_ENV
+APP_KEY_ENV = DEMO_APP_KEY_ENV
+PROXY_AUTH_ENV = DEMO_PROXY_AUTH_ENV
+LOG_ENV = DEMO_LOG_ENV
+LOG_LEVEL_ENV = DEMO_LOG_LEVEL_ENV
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 #: Relays per geography in the demo run, and in ``--serve`` (``"*"``: stands in for any other
@@ -1051,10 +1061,10 @@ def _serve(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) -> 
     world = SimWorld(SERVE_LAYOUT, pages=SERVE_PAGES, app_key=options.app_key)
     with _until_signalled() as stop, world:
         exports = {
-            "PROXYPOOL_API_URL": world.api_url,
+            API_URL_ENV: world.api_url,
             # The simulator's own key ("demo-...", or the one PROXYPOOL_DEMO_APP_KEY chose), not
             # an account's: safe to show, and what this mode is for.
-            "PROXYPOOL_APP_KEY": world.app_key,
+            LIBRARY_APP_KEY_ENV: world.app_key,
             TARGET_ENV: world.target_url,
         }
         if as_json:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from proxypool._env import API_URL_ENV, APP_KEY_ENV
 from proxypool._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
@@ -23,8 +24,6 @@ from proxypool.policy import DEFAULT_BAN_STATUSES, STRATEGIES
 
 __all__ = ["DEFAULTS", "ProxyPoolSettings", "SettingsLike", "read_settings"]
 
-APP_KEY_ENV = "PROXYPOOL_APP_KEY"
-API_URL_ENV = "PROXYPOOL_API_URL"
 
 #: Every setting the middleware reads, with its default. Units: LIFE in minutes; API_TIMEOUT,
 #: WAIT_TIMEOUT, EXPIRY_MARGIN, CHECK_TIMEOUT and BAN_STORM_COOLDOWN in seconds.

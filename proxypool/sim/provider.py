@@ -48,6 +48,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .._env import API_URL_ENV, APP_KEY_ENV
 from .locations import DEFAULT_LOCATIONS, SimCountry, find_country, find_state
 
 __all__ = [
@@ -435,7 +436,7 @@ class ProviderSimulator:
 
     def env(self) -> dict[str, str]:
         """``PROXYPOOL_API_URL`` and ``PROXYPOOL_APP_KEY`` for this simulator."""
-        return {"PROXYPOOL_API_URL": self.base_url, "PROXYPOOL_APP_KEY": self._app_key}
+        return {API_URL_ENV: self.base_url, APP_KEY_ENV: self._app_key}
 
     # ------------------------------------------------------------------ knobs
 
