@@ -962,14 +962,25 @@ def _names_out(out: _Output, names: list[str], none: str) -> int:
 
 
 def _cmd_states(args: argparse.Namespace, out: _Output) -> int:
+    from .geo import LocationCatalog
+
     with _client(args) as client:
         names = client.search_states(args.country)
+        if not names:
+            # An unknown country is an error, with suggestions, as it is for extract (exit 2);
+            # a known one may simply list no states.
+            LocationCatalog(client).states(args.country)
     return _names_out(out, names, f"No states listed for {args.country.upper()}.")
 
 
 def _cmd_cities(args: argparse.Namespace, out: _Output) -> int:
+    from .geo import LocationCatalog
+
     with _client(args) as client:
         names = client.search_cities(args.country, args.state)
+        if not names:
+            # Unknown country or state: an error with suggestions (exit 2), as for extract.
+            LocationCatalog(client).cities(args.country, args.state)
     return _names_out(out, names, f"No cities listed for {args.country.upper()}/{args.state}.")
 
 
