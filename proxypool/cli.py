@@ -473,6 +473,11 @@ def _kind(value: ProductType | int | None) -> str:
     return str(value)
 
 
+def _static_kind(value: ProductType | int | None) -> str:
+    """A static IP's product type without the word every static IP shares."""
+    return _kind(value).removeprefix("static ")
+
+
 def _label(value: IntEnum | int | None) -> str:
     """``DYNAMIC_RESIDENTIAL_TRAFFIC`` -> ``dynamic residential traffic``; unknown numbers as is."""
     if value is None:
@@ -1033,18 +1038,25 @@ def _cmd_static_ips(args: argparse.Namespace, out: _Output) -> int:
     if not page.items:
         out.line("No static IPs.")
         return EXIT_OK
-    table = _new_table("address", "country", "type", "status", "trade no", "expires")
+    # One table per order (trade number): a trade number is 28 digits, too wide to repeat in a
+    # column of a table that must read at 80 columns; every IP of an order shares it.
+    orders: dict[str, list[StaticIp]] = {}
     for ip in page.items:
-        address = f"{ip.ip}:{ip.port}" if ip.ip and ip.port else ip.ip or ""
-        table.add_row(
-            address,
-            ip.country_code or "",
-            _kind(ip.product_type),
-            _label(ip.status),
-            ip.trade_no or "",
-            _when(ip.expired_at),
-        )
-    out.table(table)
+        orders.setdefault(ip.trade_no or "", []).append(ip)
+    for number, ips in orders.items():
+        count = f"{len(ips)} IP{'s' if len(ips) != 1 else ''}"
+        out.line(f"order {number} ({count})" if number else f"no order number ({count})")
+        table = _new_table("address", "country", "type", "status", "expires")
+        for ip in ips:
+            table.add_row(
+                f"{ip.ip}:{ip.port}" if ip.ip and ip.port else ip.ip or "",
+                ip.country_code or "",
+                _static_kind(ip.product_type),
+                _label(ip.status),
+                _when(ip.expired_at),
+            )
+        out.table(table)
+        out.line()
     total = f" of {page.total_count}" if page.total_count is not None else ""
     out.line(f"Page {args.page}: {len(page.items)}{total} static IPs")
     return EXIT_OK

@@ -968,15 +968,69 @@ def test_static_ips(provider: HTTPServer, api_url: str, as_json: bool) -> None:
         }
         assert item["raw"] == {**STATIC_IPS["list"][0], "password": MASK}
     else:
+        assert "order T99 (1 IP)" in result.out
         assert row(result.out, "5.6.7.8:3128") == [
             "5.6.7.8:3128",
             "DE",
-            "static residential",
+            "residential",
             "valid",
-            "T99",
             "2025-02-01 00:00",
         ]
         assert "Page 1: 1 of 1 static IPs" in result.out
+
+
+# The provider's own example of a trade number (28 digits), and the widest values of each column.
+TRADE_A = "2022051312134339861461465434"
+TRADE_B = "2023110809554412345678901234"
+
+
+def _static_entry(n: int, trade_no: str | None, status: int, kind: int) -> dict[str, Any]:
+    return {
+        "ip": f"203.113.152.{240 + n}",
+        "port": 31280 + n,
+        "country_code": "US",
+        "product_type": kind,
+        "status": status,
+        "trade_no": trade_no,
+        "expired_at": "2031-02-01 00:00:00",
+        "password": "StaticPw55",
+    }
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_static_ips_read_at_80_and_100_columns(
+    provider: HTTPServer, api_url: str, width: int
+) -> None:
+    """Nothing cut (no "…"), no line wider than the terminal, every address, order number, type
+    and status whole on its line (a 28-digit trade number once cut the table at 100)."""
+    entries = [
+        _static_entry(0, TRADE_A, 3, 25),  # expiring soon, residential
+        _static_entry(1, TRADE_A, 4, 14),  # maintenance, datacenter
+        _static_entry(2, TRADE_B, 1, 25),
+        _static_entry(3, None, 2, 14),
+    ]
+    serve(provider, "GET", "/ip/get-static-ip", {"list": entries, "page": 1, "total_count": 4})
+
+    result = run_cli("static-ips", api_url=api_url, env={"COLUMNS": str(width)})
+
+    assert result.rc == 0, result.err
+    lines = result.out.splitlines()
+    assert max(len(line) for line in lines) <= width, result.out
+    assert "…" not in result.out
+    assert "StaticPw55" not in result.out
+    for header in (f"order {TRADE_A} (2 IPs)", f"order {TRADE_B} (1 IP)", "no order number (1 IP)"):
+        assert header in lines
+    assert row(result.out, "203.113.152.240:31280") == [
+        "203.113.152.240:31280",
+        "US",
+        "residential",
+        "expiring soon",
+        "2031-02-01 00:00",
+    ]
+    assert row(result.out, "203.113.152.241:31281")[2:4] == ["datacenter", "maintenance"]
+    assert row(result.out, "203.113.152.243:31283")[2:4] == ["datacenter", "invalid"]
+    # Each order's IPs are listed under it.
+    assert lines.index(f"order {TRADE_A} (2 IPs)") < lines.index(f"order {TRADE_B} (1 IP)")
 
 
 def test_version() -> None:
