@@ -120,6 +120,7 @@ __all__ = [
     "PROXY_META_KEY",
     "BanPolicy",
     "ProxyPoolMiddleware",
+    "proxy_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,21 @@ T = TypeVar("T")
 
 #: Private meta key holding the ``Proxy`` (the pool entry) a request was sent through.
 PROXY_META_KEY = "_proxypool_proxy"
+
+
+def proxy_of(obj: Request | Response) -> Proxy | None:
+    """The pool proxy that carried a response (or that a request was sent through): a
+    ``proxypool.Proxy`` with ``address``, ``host``, ``port`` and ``geo``, whose ``repr`` and
+    ``str`` hold no credentials; None for what the pool did not serve (``proxypool_disable``,
+    the request's own ``meta["proxy"]``, ``data:`` URLs)."""
+    try:
+        meta = obj.meta
+    except AttributeError:  # a Response built without a request has no meta
+        return None
+    proxy = meta.get(PROXY_META_KEY)
+    return proxy if isinstance(proxy, Proxy) else None
+
+
 _RETRIES_KEY = "_proxypool_retries"  # proxy retries spent in this attempt (see _ATTEMPT_KEY)
 _TRIED_KEY = "_proxypool_tried"  # the proxies (host:port) those retries left behind
 # Scrapy's meta["retry_times"] when the proxy budget above was last started: a different value

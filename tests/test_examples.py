@@ -198,3 +198,49 @@ def test_scrapy_project_crawls_by_geography(fresh_world: SimWorld, tmp_path: Pat
         world.relays_in("US/California")
     )
     assert world.app_key not in proc.stdout + proc.stderr
+
+
+# -- runspider_shop.py ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_runspider_example_enables_the_pool_in_custom_settings_and_names_each_pages_proxy(
+    fresh_world: SimWorld, tmp_path: Path
+) -> None:
+    """``scrapy runspider`` on one file, the pool switched on by ``custom_settings`` only: every
+    page came through a California relay (the target's records), nothing direct, and each item's
+    ``proxy`` is the address whose relay the target saw carry that very page."""
+    world = fresh_world
+    items_file = tmp_path / "items.jsonl"
+
+    proc = run_example(
+        world,
+        "-m",
+        "scrapy",
+        "runspider",
+        str(EXAMPLES / "runspider_shop.py"),
+        "-a",
+        f"url={world.target.url_for('/')}",
+        "-a",
+        "max_pages=8",
+        "-O",
+        f"{items_file}:jsonlines",
+        cwd=tmp_path,
+        timeout=80,
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    items = [json.loads(line) for line in items_file.read_text().splitlines()]
+    assert len(items) >= 8
+    assert world.target.direct_hits() == []
+    relay_of = world.lease_relays()  # leased address -> relay
+    carried = {(h.path, h.relay) for h in world.target.hits() if h.status == 200}
+    california = set(world.relays_in("US/California"))
+    for item in items:
+        assert item["status"] == 200
+        assert item["geo"] == "US/California"
+        relay = relay_of[item["proxy"]]
+        assert relay in california
+        path = item["url"].removeprefix(world.target.url_for("/").rstrip("/")) or "/"
+        assert (path, relay) in carried, (item, sorted(carried))
+    assert world.app_key not in proc.stdout + proc.stderr

@@ -1079,3 +1079,21 @@ def test_an_unloadable_trusted_handler_names_the_setting() -> None:
     middleware = built(PROXYPOOL_TRUSTED_HANDLERS=["no.such.Handler"])
     assert middleware._failure is not None
     assert "PROXYPOOL_TRUSTED_HANDLERS" in middleware._failure[1]
+
+
+# -- proxy_of -----------------------------------------------------------------------------------
+
+
+def test_proxy_of_names_the_pool_proxy_and_only_that() -> None:
+    from scrapy_ext import proxy_of
+
+    with_auth = Proxy("10.0.0.9", 9000, username="u1", password=SECRET)
+    middleware = make(ListSource([with_auth]))
+    request = send(middleware, Request(SITE))
+    page = response(request)
+    assert proxy_of(page) == with_auth == proxy_of(request)
+    assert SECRET not in f"{proxy_of(page)} {proxy_of(page)!r}"
+    own = send(middleware, Request(SITE, meta={"proxy": "http://10.9.9.9:1"}))
+    off = send(middleware, Request(SITE, meta={"proxypool_disable": True}))
+    assert proxy_of(own) is None and proxy_of(off) is None
+    assert proxy_of(HtmlResponse(SITE, body=b"")) is None  # no request: no meta
