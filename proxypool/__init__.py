@@ -12,6 +12,7 @@ from .adapters import (
     ProxyBanned,
     ProxyPoolAdapter,
     ProxyRequestFailed,
+    UnusableURL,
     wrap_session,
 )
 from .api import ProviderClient
@@ -87,6 +88,7 @@ __all__ = [
     "StaticIpPage",
     "StaticIpStatus",
     "StatusBanPolicy",
+    "UnusableURL",
     "__version__",
     "wrap_session",
 ]

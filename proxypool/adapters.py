@@ -90,6 +90,7 @@ __all__ = [
     "ProxyBanned",
     "ProxyPoolAdapter",
     "ProxyRequestFailed",
+    "UnusableURL",
     "wrap_session",
 ]
 
@@ -189,6 +190,18 @@ class PoolBypassRefused(ConfigError, requests.exceptions.InvalidSchema):
         self, message: str, *, field: str | None = None, request: PreparedRequest | None = None
     ) -> None:
         super().__init__(message, field=field)
+        self.request = request
+
+
+class UnusableURL(ConfigError, InvalidURL):
+    """A request whose URL the pool cannot serve (a host name longer than DNS allows, which the
+    pool cannot record bans for): refused before any proxy is taken; nothing is sent.
+
+    requests' ``InvalidURL`` (what requests raises for a URL it cannot use) and a
+    ``ConfigError`` (``field`` is ``url``). ``request`` is the refused request."""
+
+    def __init__(self, message: str, *, request: PreparedRequest | None = None) -> None:
+        super().__init__(message, field="url")
         self.request = request
 
 
@@ -479,6 +492,13 @@ class ProxyPoolAdapter(HTTPAdapter):
                 if proxy not in tried:
                     break
             return proxy
+        except ConfigError as exc:
+            if exc.field != "domain":
+                raise
+            raise UnusableURL(
+                f"{_describe(request)}: not sent, the pool cannot serve the URL's host: {exc}",
+                request=request,
+            ) from None
         except (PoolExhausted, ProviderError) as exc:
             names = tuple(str(p) for p in tried)
             after = f" after {', '.join(names)} failed" if names else ""

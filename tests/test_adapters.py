@@ -1669,3 +1669,27 @@ def test_a_host_no_proxy_can_reach_evicts_no_proxy(
     statuses = [session.get(target_site.url_for("/"), timeout=10).status_code for _ in range(8)]
     assert statuses == [200] * 8
     assert set(target_site.hits_by_relay()) == set(relay_fleet.names)
+
+
+@pytest.mark.parametrize("host", [("a" * 60 + ".") * 5 + "com", "b" * 254])
+def test_a_host_longer_than_dns_allows_is_requests_invalid_url_and_nothing_is_sent(
+    sessions: Sessions, host: str
+) -> None:
+    """requests' own error for a URL it cannot use (InvalidURL), not a bare ConfigError, and
+    raised before any proxy is taken: no proxy is blamed or used."""
+    from proxypool import ConfigError, UnusableURL
+
+    broken = BrokenProxy("mute")
+    try:
+        pool = make_pool([broken.proxy])
+        session = sessions(pool)
+        with pytest.raises(requests.exceptions.InvalidURL) as caught:
+            session.get(f"http://{host}/page", timeout=5)
+        assert isinstance(caught.value, UnusableURL) and isinstance(caught.value, ConfigError)
+        assert caught.value.field == "url"
+        assert caught.value.request is not None
+        assert "not sent" in str(caught.value) and "253" in str(caught.value)
+        assert broken.request_lines() == []
+        assert pool.stats()["served"] == 0
+    finally:
+        broken.close()
