@@ -280,3 +280,31 @@ def test_the_private_use_finder_finds_what_it_looks_for(tmp_path: Path) -> None:
         "KEY = '_auth_proxy'\n"
     )
     assert len(_private_uses(sample)) == 5
+
+
+# -- the versions the package claims are the ones tested -------------------------------------------
+
+
+def _floor(requirement: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in requirement.split(">=", 1)[1].split(".")[:2])
+
+
+def test_the_oldest_scrapy_and_python_claimed_are_the_ones_the_tests_run_on() -> None:
+    """The README's test command proves the range the package claims: it installs one Scrapy
+    and runs on one Python, so the floors must be those (a newer Scrapy installed here means
+    the floor is no longer tested: test it too, or move the floor up)."""
+    import tomllib
+
+    import scrapy
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    scrapy_floors = {
+        _floor(req)
+        for extra in project["optional-dependencies"].values()
+        for req in extra
+        if req.lower().startswith("scrapy>=")
+    }
+    installed = tuple(int(part) for part in scrapy.__version__.split(".")[:2])
+    assert scrapy_floors == {installed}, (scrapy_floors, scrapy.__version__)
+    # Python: CI runs the floor (3.11); a newer interpreter running the suite is inside the claim.
+    assert sys.version_info[:2] >= _floor(project["requires-python"])
