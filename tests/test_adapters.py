@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from _helpers import FakeClock
 from _provider import closed_port
 from pytest_httpserver import HTTPServer
 from requests.adapters import BaseAdapter, HTTPAdapter
@@ -89,14 +90,6 @@ class FreshCredentials:
             Proxy(self.host, self.port, username=f"user{next(self.counter)}", password="pw")
             for _ in range(num)
         ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CaptchaPolicy:

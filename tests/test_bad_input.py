@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from _provider import KEY, SEED_EXTRACT, SleepRecorder, envelope
+from _provider import KEY, SEED_EXTRACT, envelope, make_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
@@ -98,11 +98,6 @@ def provider(provider_server: HTTPServer) -> Iterator[HTTPServer]:
     """The module's provider with an empty request log; the test asserts it stays empty."""
     provider_server.clear_log()
     yield provider_server
-
-
-def make_client(server: HTTPServer, **kwargs: Any) -> ProviderClient:
-    kwargs.setdefault("base_url", server.url_for("/openapi").rstrip("/"))
-    return ProviderClient(KEY, timeout=5.0, sleep=SleepRecorder(), **kwargs)
 
 
 # -- Geo ----------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import ListSource
 from _scrapy_crawls import CrawlResult, complete, run_crawl
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
@@ -76,7 +77,6 @@ from scrapy.exceptions import DownloadConnectionRefusedError
 from scrapy.http import HtmlResponse, Response
 from scrapy.utils.test import get_crawler
 
-from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.sim.provider import GARBAGE_KINDS, ApiCall
 from proxypool.sim.relays import RelayFleet
@@ -421,16 +421,6 @@ def urlsplit_path(url: str) -> str:
 
 SITE = "http://shop.example/item/1"
 MALFORMED = "bad!host"  # Twisted's HostnameEndpoint refuses it: ValueError("invalid hostname")
-
-
-class ListSource:
-    """An in-memory ProxySource handing out fixed proxies (no HTTP)."""
-
-    def __init__(self, proxies: Sequence[Proxy]) -> None:
-        self.proxies = list(proxies)
-
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
-        return self.proxies[:num]
 
 
 HTTP11 = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import requests
+from _helpers import FakeClock
 from _scrapy_crawls import ROOT, crawl_env
 
 from proxypool.api import ProviderClient
@@ -133,14 +134,6 @@ def test_geo_covers() -> None:
 
 
 # -- SimWorld ---------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _provider import ENDPOINTS, KEY, SEED_PRODUCTS, STATIC_IPS, SleepRecorder
+from _helpers import FakeClock
+from _provider import ENDPOINTS, KEY, SEED_PRODUCTS, STATIC_IPS, make_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
@@ -100,17 +101,6 @@ def fuzz_server() -> Iterator[tuple[HTTPServer, Reply]]:
     server.clear()
     if server.is_running():
         server.stop()
-
-
-def make_client(server: HTTPServer, **kwargs: Any) -> ProviderClient:
-    kwargs.setdefault("retries", 1)
-    return ProviderClient(
-        KEY,
-        base_url=server.url_for(PREFIX).rstrip("/"),
-        timeout=5.0,
-        sleep=SleepRecorder(),
-        **kwargs,
-    )
 
 
 # -- what the provider may send -----------------------------------------------------------------
@@ -389,7 +379,7 @@ def test_client_methods_raise_only_proxypool_errors(
     server, reply = fuzz_server
     body = data.draw(answers_for(SEEDS.get(endpoint.name, endpoint.ok)), label="body")
     reply.set(body, status, content_type, location)
-    client = make_client(server)
+    client = make_client(server, retries=1)
     try:
         result = endpoint.call(client)
     except ProxyPoolError as exc:
@@ -421,14 +411,6 @@ GOOD = {
         "data": {"list": [{"country_code": "US", "items": [{"state": "CA", "city": "LA"}]}]},
     },
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @settings(

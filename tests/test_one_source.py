@@ -252,3 +252,24 @@ def test_the_env_finder_finds_reads(tmp_path: Path) -> None:
         "F = os.environ.get('HOME')\n"
     )
     assert len(_env_reads_and_names(sample)) == 5
+
+
+# -- test helpers -----------------------------------------------------------------------------
+
+# Helpers several test files need, and the one module each lives in.
+SHARED_HELPERS = {
+    "FakeClock": "_helpers.py",
+    "ListSource": "_helpers.py",
+    "make_client": "_provider.py",
+}
+
+
+def test_shared_test_helpers_are_defined_once() -> None:
+    """A fake clock, a list source and a client factory were each written two to four times;
+    each now lives in one module, and a second definition anywhere under tests/ fails here."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name in SHARED_HELPERS:
+                where.setdefault(node.name, []).append(path.name)
+    assert where == {name: [home] for name, home in SHARED_HELPERS.items()}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _helpers import FakeClock
 from _provider import envelope, make_client
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -56,19 +57,6 @@ from proxypool.pool import ProxyPool
 # Deterministic backoffs (no jitter) so tests can step the clock to the exact boundary.
 COOLDOWN = Backoff(base=5.0, cap=40.0, jitter=0.0)
 API_BACKOFF = Backoff(base=1.0, cap=8.0, jitter=0.0)
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def run_inline(job: Callable[[], None]) -> None:

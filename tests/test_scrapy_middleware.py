@@ -10,13 +10,13 @@ thread) are covered by the real crawls in test_scrapy_crawl.py.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _helpers import ListSource
 from _scrapy_crawls import complete
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
@@ -39,21 +39,6 @@ HTTP11 = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
 HANDLERS = {"DOWNLOAD_HANDLERS": {"http": HTTP11, "https": HTTP11}}
 SECRET = "pw5ecretZZ9"
 SITE = "http://shop.example/item/1"
-
-
-class ListSource:
-    """A ProxySource handing out fixed proxies, tagged with the geo asked for; records calls."""
-
-    def __init__(self, proxies: Sequence[Proxy]) -> None:
-        self.proxies = list(proxies)
-        self.calls: list[Geo | None] = []
-        self.error: Exception | None = None
-
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
-        self.calls.append(geo)
-        if self.error is not None:
-            raise self.error
-        return [dataclasses.replace(p, geo=geo) for p in self.proxies[:num]]
 
 
 class CaptchaPolicy:

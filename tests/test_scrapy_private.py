@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import ListSource
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.httpproxy import HttpProxyMiddleware
 from scrapy.utils.test import get_crawler
@@ -34,20 +35,12 @@ SECRET = "pw5ecretZZ9"
 SITE = "http://shop.example/item/1"
 
 
-class OneProxy:
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
-
-    def extract(self, geo: Any, *, num: int, life: int) -> list[Proxy]:
-        return [self.proxy]
-
-
 def make(proxy: Proxy) -> ProxyPoolMiddleware:
     crawler = get_crawler(
         Spider,
         {
             "DOWNLOAD_HANDLERS": {"http": HTTP11, "https": HTTP11},
-            "PROXYPOOL_SOURCE": OneProxy(proxy),
+            "PROXYPOOL_SOURCE": ListSource([proxy]),
             "PROXYPOOL_CHECK_PROXIES": False,
             "PROXYPOOL_MIN_SIZE": 0,
         },

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+from _helpers import ListSource
 
 from proxypool import pool as pool_module
 from proxypool.adapters import ProxyPoolAdapter, wrap_session
@@ -254,16 +255,6 @@ def test_closing_the_pool_mid_top_up_leaves_no_refill_thread(watch: Watch) -> No
 # -- closing a wrapped session mid-request-storm ------------------------------------------------
 
 
-class ListSource:
-    """Extraction without HTTP: the relays, as fast as a provider could answer."""
-
-    def __init__(self, fleet: RelayFleet) -> None:
-        self.proxies = fleet.proxies()
-
-    def extract(self, geo: object, *, num: int, life: int) -> list[Proxy]:
-        return list(self.proxies[:num])
-
-
 @pytest.mark.timeout(90)
 def test_closing_a_session_mid_request_storm(watch: Watch) -> None:
     threads_count, per_thread = 8, 40
@@ -271,7 +262,7 @@ def test_closing_a_session_mid_request_storm(watch: Watch) -> None:
     lock = threading.Lock()
 
     with RelayFleet(4, latency=0.05) as fleet, TargetSite(threads_count * per_thread) as site:
-        pool = ProxyPool(ListSource(fleet), batch=4, min_size=0)
+        pool = ProxyPool(ListSource(fleet.proxies()), batch=4, min_size=0)
         session = wrap_session(requests.Session(), pool)
         adapter = session.get_adapter(site.url)
         assert isinstance(adapter, ProxyPoolAdapter)
