@@ -393,8 +393,10 @@ def run_child(
     child_env.update(env)
     child_env["PYTHONPATH"] = str(ROOT)
     began = time.perf_counter()
+    # A wrapper that is itself this Python (``python -m cProfile ...``) runs the script directly.
+    python = () if wrapper[:1] == (sys.executable,) else (sys.executable,)
     proc = subprocess.run(
-        [*wrapper, sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)],
+        [*wrapper, *python, str(Path(__file__).resolve()), "--child", str(spec_path)],
         env=child_env,
         capture_output=True,
         text=True,
@@ -435,6 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--instructions",
         action="store_true",
         help="count CPU instructions per page under callgrind instead of timing (see above)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each configuration once under cProfile at --pages and print where its "
+        "crawl process spends the most time (cumulative), start-up included",
     )
     parser.add_argument(
         "--hooks",
@@ -526,6 +534,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     {},
                 ),
             }
+            if args.profile:
+                import pstats
+
+                for name in args.only:
+                    spec, env = specs[name]
+                    spec = {**spec, "base": site.url, "pages": args.pages, "cpu": crawl_cpu}
+                    out = workdir / f"{name}-{args.pages}.pstats"
+                    wrapper = (sys.executable, "-m", "cProfile", "-o", str(out))
+                    run_child(workdir, f"{name}-{args.pages}-profile", spec, env, wrapper=wrapper)
+                    print(f"\n== {name}: {CONFIGS[name]} ({args.pages} pages; {out})")
+                    pstats.Stats(str(out)).sort_stats("cumulative").print_stats(25)
+                    site.clear()
+                return 0
             if args.instructions:
                 counts: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
                 for name in args.only:

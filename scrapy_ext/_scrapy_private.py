@@ -28,10 +28,11 @@ when one no longer holds, so an upgrade that breaks an assumption shows up there
 3. ``TunnelError`` (``scrapy.core.downloader.handlers.http11``, not in Scrapy's documented
    exceptions) and the text it carries: a proxy refusing CONNECT. Scrapy >= 2.14 wraps the
    Twisted errors of a download into documented exceptions (``scrapy.exceptions.Download*``),
-   but not this one. Check: ``TUNNEL_ERROR`` is None when the name no longer imports, and
-   ``tunnel_status()`` returns None for text it does not recognise. Fallback: a refused tunnel is
-   not recognised as the proxy's failure (the request fails to the errback, it is not retried
-   through another proxy); a CONNECT refused 502/503/504 counts against the proxy.
+   but not this one. It is recognised by module and name (``is_tunnel_error``) without importing
+   the handler early. Check: the test imports it from ``TUNNEL_ERROR``'s module under its name,
+   and ``tunnel_status()`` returns None for text it does not recognise. Fallback: a refused
+   tunnel is not recognised as the proxy's failure (the request fails to the errback, it is not
+   retried through another proxy); a CONNECT refused 502/503/504 counts against the proxy.
 4. ``scrapy.utils.conf.build_component_list``: how Scrapy orders and filters
    ``DOWNLOADER_MIDDLEWARES`` (over its base), to tell whether ``HttpProxyMiddleware`` is
    enabled before the downloader is built. Public name, not in the documentation. Check: the
@@ -62,6 +63,7 @@ __all__ = [
     "auth_note_works",
     "engine_closing",
     "httpproxy_enabled",
+    "is_tunnel_error",
     "tunnel_status",
 ]
 
@@ -133,15 +135,18 @@ def engine_closing(engine: Any) -> bool | None:
 # -- 3. a proxy refusing CONNECT ------------------------------------------------------------------
 
 
-def _load(path: str) -> type[BaseException] | None:
-    try:
-        found = load_object(path)
-    except (ImportError, NameError, AttributeError, ValueError):
-        return None
-    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+# Recognised by name, not imported: importing Scrapy's HTTP/1.1 handler while the crawler is
+# being built (deep in the stack) makes Scrapy's deprecation helpers inspect that whole stack, and
+# cost the crawl ~0.1 s of start-up (benchmarks/README.md); Scrapy imports it at the first download.
+TUNNEL_ERROR: tuple[str, str] | None = ("scrapy.core.downloader.handlers.http11", "TunnelError")
 
 
-TUNNEL_ERROR = _load("scrapy.core.downloader.handlers.http11.TunnelError")
+def is_tunnel_error(exception: BaseException) -> bool:
+    """Whether ``exception`` is Scrapy's ``TunnelError`` (or a subclass of it)."""
+    return TUNNEL_ERROR is not None and any(
+        (kind.__module__, kind.__qualname__) == TUNNEL_ERROR for kind in type(exception).__mro__
+    )
+
 
 # "Could not open CONNECT tunnel with proxy host:port [{'status': 502, 'reason': b'...'}]"
 # (pinned by a real crawl through a refusing proxy in tests/test_scrapy_leaks.py).

@@ -71,6 +71,7 @@ over), ``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``liv
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import logging
 import re
@@ -237,6 +238,15 @@ class BanPolicy(Protocol):
     def is_ban(self, request: Request, response: Response) -> bool: ...
 
 
+def _loaded(paths: tuple[str, ...]) -> list[object]:
+    """The objects at ``paths`` that can be imported (the others left out)."""
+    found: list[object] = []
+    for path in paths:
+        with contextlib.suppress(ImportError, NameError, AttributeError, ValueError):
+            found.append(load_object(path))
+    return found
+
+
 def _load_types(paths: tuple[str, ...]) -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = []
     for path in paths:
@@ -279,12 +289,10 @@ def _handler_problem(settings: Any, trusted: tuple[Any, ...]) -> str | None:
     into the errors it raises and Scrapy logs. Raises ConfigError for an unloadable entry of
     ``PROXYPOOL_TRUSTED_HANDLERS``."""
     allowed: list[object] = []
-    for spec in (*_VERIFIED_HANDLERS, *trusted):
+    for spec in trusted:
         try:
             allowed.append(load_object(spec) if isinstance(spec, str) else spec)
         except (ImportError, NameError, AttributeError, ValueError) as exc:
-            if spec in _VERIFIED_HANDLERS:
-                continue
             raise ConfigError(
                 f"PROXYPOOL_TRUSTED_HANDLERS: {spec!r} cannot be imported: {exc}",
                 field="PROXYPOOL_TRUSTED_HANDLERS",
@@ -294,11 +302,15 @@ def _handler_problem(settings: Any, trusted: tuple[Any, ...]) -> str | None:
         spec = handlers.get(scheme)
         if spec is None:
             continue  # no handler: Scrapy downloads nothing for this scheme
+        if isinstance(spec, str) and spec in _VERIFIED_HANDLERS:
+            # Scrapy's default, named by its path: not imported here (Scrapy imports it at the
+            # first download; importing it at start costs the crawl ~0.1 s of start-up).
+            continue
         try:
             handler = load_object(spec) if isinstance(spec, str) else spec
         except (ImportError, NameError, AttributeError, ValueError):
             continue  # Scrapy cannot load it either, reports it, and downloads nothing with it
-        if any(handler is known for known in allowed):
+        if any(handler is known for known in (*allowed, *_loaded(_VERIFIED_HANDLERS))):
             continue
         name = spec if isinstance(spec, str) else f"{handler.__module__}.{handler.__qualname__}"
         return (
@@ -374,9 +386,8 @@ class ProxyPoolMiddleware:
         # (finish reason, message) once the middleware cannot serve: every request is dropped.
         self._failure: tuple[str, str] | None = None
         self._spider_geo = Geo()
-        tunnel = (private.TUNNEL_ERROR,) if private.TUNNEL_ERROR is not None else ()
-        self._failures = (*_load_types(_PROXY_FAILURES), *tunnel)
-        self._never_sent = (*_load_types(_NEVER_SENT), *tunnel)
+        self._failures = _load_types(_PROXY_FAILURES)
+        self._never_sent = _load_types(_NEVER_SENT)
         self._maybe_sent = _load_types(_NOT_NEVER_SENT)
         # meta["proxy"] values already judged: True = the user's own proxy URL, else the problem.
         self._own_proxies: dict[str, bool | str] = {}
@@ -1055,20 +1066,18 @@ class ProxyPoolMiddleware:
         pool = self.pool
         if proxy is None or pool is None:
             return None
+        status = None
         if isinstance(exception, self._failures):
             name = type(exception).__name__
+        elif private.is_tunnel_error(exception):  # the proxy refused the CONNECT
+            name = "TunnelError"
+            status = private.tunnel_status(exception)
         elif type(exception) is ValueError and not _connectable_host(proxy.host):
             # The downloader refused the proxy's host as malformed before connecting (with a
             # proxy set, the proxy is the only host it connects to): this proxy never works.
             name = "invalid_hostname"
         else:
             return None
-        tunnel = private.TUNNEL_ERROR
-        status = (
-            private.tunnel_status(exception)
-            if tunnel is not None and isinstance(exception, tunnel)
-            else None
-        )
         if status in _TARGET_UNREACHABLE:
             return self._target_unreachable(request, proxy, status)
         self._report(proxy, urlparse_cached(request).hostname)
@@ -1098,7 +1107,7 @@ class ProxyPoolMiddleware:
 
     def _never_left(self, exception: Exception, name: str) -> bool:
         """Whether ``exception`` proves the request never left for the site (see _NEVER_SENT)."""
-        if name == "invalid_hostname":  # refused before connecting
+        if name in ("invalid_hostname", "TunnelError"):  # refused before the site got it
             return True
         return isinstance(exception, self._never_sent) and not isinstance(
             exception, self._maybe_sent

@@ -183,15 +183,54 @@ def test_engine_closing_says_it_cannot_tell_on_an_engine_without_the_slot() -> N
 
 
 def test_tunnelerror_is_found_and_its_text_read_on_this_scrapy() -> None:
-    assert private.TUNNEL_ERROR is not None
-    assert private.TUNNEL_ERROR.__name__ == "TunnelError"
+    import importlib
+
+    module, name = private.TUNNEL_ERROR
+    tunnel_error = getattr(importlib.import_module(module), name)
+    assert private.is_tunnel_error(tunnel_error("x"))
+    assert private.is_tunnel_error(type("Sub", (tunnel_error,), {})("x"))  # a subclass too
+    assert not private.is_tunnel_error(ConnectionError("Could not open CONNECT tunnel"))
     # The wording itself is pinned by a real crawl through a refusing relay
     # (test_scrapy_leaks.py: CONNECT answered 502 -> proxypool/target_unreachable).
-    refused = private.TUNNEL_ERROR(
+    refused = tunnel_error(
         "Could not open CONNECT tunnel with proxy 10.0.0.1:8000 [{'status': 502, 'reason': b'x'}]"
     )
     assert private.tunnel_status(refused) == 502
-    assert private.tunnel_status(private.TUNNEL_ERROR("worded some other way")) is None
+    assert private.tunnel_status(tunnel_error("worded some other way")) is None
+
+
+def test_the_middleware_does_not_import_the_download_handler_early(tmp_path: Path) -> None:
+    """Importing Scrapy's HTTP/1.1 handler while the crawler is built made Scrapy's deprecation
+    helper inspect the whole deep stack: ~0.1 s of start-up per crawl (benchmarks/README.md).
+    Building the middleware leaves that import to Scrapy's first download."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from scrapy import Spider
+        from scrapy.utils.test import get_crawler
+        from scrapy_ext import ProxyPoolMiddleware
+        crawler = get_crawler(Spider, {
+            "DOWNLOAD_HANDLERS": {
+                "http": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+                "https": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+            },
+            "PROXYPOOL_APP_KEY": "k",
+            "PROXYPOOL_API_URL": "http://127.0.0.1:9/api",
+        })
+        middleware = ProxyPoolMiddleware.from_crawler(crawler)
+        assert middleware._failure is None, middleware._failure
+        print("scrapy.core.downloader.handlers.http11" in sys.modules)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 def test_without_tunnelerror_a_refused_tunnel_goes_to_the_errback(
