@@ -862,20 +862,33 @@ def test_locations_cities(provider: HTTPServer, api_url: str, as_json: bool) -> 
         assert result.out == "LosAngeles\nFresno\n"
 
 
+@pytest.mark.parametrize(
+    ("search", "argv", "says"),
+    [
+        ("dynamic-states/search", ["states", "UX"], ["unknown country 'UX'", "did you mean US?"]),
+        (
+            "dynamic-citys/search",
+            ["cities", "US", "Californa"],
+            ["unknown state 'Californa' in US", "did you mean California?"],
+        ),
+        ("dynamic-citys/search", ["cities", "ZZ", "Anywhere"], ["unknown country 'ZZ'"]),
+    ],
+    ids=["states-country", "cities-state", "cities-country"],
+)
 @BOTH_MODES
-def test_locations_states_of_an_unknown_country_is_an_error_with_suggestions(
-    provider: HTTPServer, api_url: str, as_json: bool
+def test_locations_of_an_unknown_place_is_an_error_with_suggestions(
+    provider: HTTPServer, api_url: str, as_json: bool, search: str, argv: list[str], says: list[str]
 ) -> None:
     """As for extract: an unknown place is an error (exit 2) naming it, with close matches,
     not an empty list and exit 0."""
-    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states/search", {"list": []})
+    serve(provider, "GET", f"{PREFIX}/ip/{search}", {"list": []})
     serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
 
-    result = run_cli(*mode(as_json), "locations", "states", "UX", api_url=api_url)
+    result = run_cli(*mode(as_json), "locations", *argv, api_url=api_url)
 
     assert result.rc == 2
     line = one_error_line(result)
-    assert "unknown country 'UX'" in line and "did you mean US?" in line
+    assert all(words in line for words in says), line
     assert result.out == ""
 
 
@@ -889,33 +902,6 @@ def test_locations_states_of_a_known_country_without_states_is_not_an_error(
 
     assert result.rc == 0, result.err
     assert result.out == "No states listed for DE.\n"
-
-
-@BOTH_MODES
-def test_locations_cities_of_an_unknown_state_is_an_error_with_suggestions(
-    provider: HTTPServer, api_url: str, as_json: bool
-) -> None:
-    serve(provider, "GET", f"{PREFIX}/ip/dynamic-citys/search", {"list": []})
-    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
-
-    result = run_cli(*mode(as_json), "locations", "cities", "US", "Californa", api_url=api_url)
-
-    assert result.rc == 2
-    line = one_error_line(result)
-    assert "unknown state 'Californa' in US" in line and "California" in line
-    assert result.out == ""
-
-
-def test_locations_cities_of_an_unknown_country_is_an_error(
-    provider: HTTPServer, api_url: str
-) -> None:
-    serve(provider, "GET", f"{PREFIX}/ip/dynamic-citys/search", {"list": []})
-    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
-
-    result = run_cli("locations", "cities", "ZZ", "Anywhere", api_url=api_url)
-
-    assert result.rc == 2
-    assert "unknown country 'ZZ'" in one_error_line(result)
 
 
 @BOTH_MODES

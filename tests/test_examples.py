@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _scrapy_crawls import ROOT, crawl_env
@@ -51,6 +52,30 @@ def run_example(
         text=True,
         timeout=timeout,
     )
+
+
+def run_scrapy(
+    world: SimWorld, command: list[str], tmp_path: Path, *, max_pages: int, cwd: Path | None = None
+) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[str]]:
+    """``python -m scrapy COMMAND -a url=<the target> -a max_pages=N -O items.jsonl``, as a user
+    runs it; its items, once it exited 0."""
+    items_file = tmp_path / "items.jsonl"
+    proc = run_example(
+        world,
+        "-m",
+        "scrapy",
+        *command,
+        "-a",
+        f"url={world.target.url_for('/')}",
+        "-a",
+        f"max_pages={max_pages}",
+        "-O",
+        f"{items_file}:jsonlines",
+        cwd=cwd if cwd is not None else tmp_path,
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in items_file.read_text().splitlines()], proc
 
 
 # -- requests_session.py ----------------------------------------------------------------------
@@ -163,26 +188,9 @@ def test_account_admin_try_changes_adds_changes_and_deletes_an_account(world: Si
 @pytest.mark.timeout(90)
 def test_scrapy_project_crawls_by_geography(fresh_world: SimWorld, tmp_path: Path) -> None:
     world = fresh_world
-    items_file = tmp_path / "items.jsonl"
 
-    proc = run_example(
-        world,
-        "-m",
-        "scrapy",
-        "crawl",
-        "geo",
-        "-a",
-        f"url={world.target.url_for('/')}",
-        "-a",
-        "max_pages=100",
-        "-O",
-        f"{items_file}:jsonlines",
-        cwd=SCRAPY_PROJECT,
-        timeout=80,
-    )
+    items, proc = run_scrapy(world, ["crawl", "geo"], tmp_path, max_pages=100, cwd=SCRAPY_PROJECT)
 
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    items = [json.loads(line) for line in items_file.read_text().splitlines()]
     us = {item["url"] for item in items if item["from"] == "US/California"}
     gb = [item for item in items if item["from"] == "GB"]
     assert us == set(world.target.page_urls())  # the whole site
@@ -211,26 +219,10 @@ def test_runspider_example_enables_the_pool_in_custom_settings_and_names_each_pa
     page came through a California relay (the target's records), nothing direct, and each item's
     ``proxy`` is the address whose relay the target saw carry that very page."""
     world = fresh_world
-    items_file = tmp_path / "items.jsonl"
 
-    proc = run_example(
-        world,
-        "-m",
-        "scrapy",
-        "runspider",
-        str(EXAMPLES / "runspider_shop.py"),
-        "-a",
-        f"url={world.target.url_for('/')}",
-        "-a",
-        "max_pages=8",
-        "-O",
-        f"{items_file}:jsonlines",
-        cwd=tmp_path,
-        timeout=80,
+    items, proc = run_scrapy(
+        world, ["runspider", str(EXAMPLES / "runspider_shop.py")], tmp_path, max_pages=8
     )
-
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    items = [json.loads(line) for line in items_file.read_text().splitlines()]
     assert len(items) >= 8
     assert world.target.direct_hits() == []
     relay_of = world.lease_relays()  # leased address -> relay
