@@ -406,6 +406,7 @@ class ProxyPoolMiddleware:
         # Requests that arrive while spider_opened is still preparing wait here (a list only then).
         self._open_waiters: list[defer.Deferred[None]] | None = None
         self._closing = False
+        self._failure_told = False  # the failure below was logged when the middleware was built
         self._executor: ThreadPoolExecutor | None = None
         # The provider session built here (None with PROXYPOOL_SOURCE): cut on close.
         self._http: AbortableSession | None = None
@@ -464,6 +465,14 @@ class ProxyPoolMiddleware:
         middleware = cls(crawler)
         if not middleware.config.enabled and middleware._failure is None:
             raise NotConfigured("PROXYPOOL_ENABLED is False")
+        if middleware._failure is not None:
+            # A bad setting is said now, before the spider opens; it closes at spider_opened,
+            # before any request or provider call.
+            logger.error(
+                "proxypool: the spider will be closed before any request is sent: %s",
+                middleware._failure[1],
+            )
+            middleware._failure_told = True
         crawler.signals.connect(middleware.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
         return middleware
@@ -572,7 +581,8 @@ class ProxyPoolMiddleware:
         if self._failure is None:
             return
         reason, message = self._failure
-        logger.error("proxypool: closing the spider before any request is sent: %s", message)
+        if not self._failure_told:
+            logger.error("proxypool: closing the spider before any request is sent: %s", message)
         self.stats.set_value("proxypool/error", message)
         raise CloseSpider(reason)  # Scrapy closes the spider before it sends any request
 

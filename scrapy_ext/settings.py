@@ -140,7 +140,9 @@ def _bool(settings: SettingsLike, name: str) -> bool:
     raise ConfigError(f"{name} must be True or False, got {_shown(value)}", field=name)
 
 
-def _int(settings: SettingsLike, name: str, *, low: int, high: int | None = None) -> int:
+def _int(
+    settings: SettingsLike, name: str, *, low: int, high: int | None = None, unit: str = ""
+) -> int:
     value = _text(_raw(settings, name))
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
@@ -149,7 +151,8 @@ def _int(settings: SettingsLike, name: str, *, low: int, high: int | None = None
         raise ConfigError(f"{name} must be a whole number, got {_shown(value)}", field=name)
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {allowed}, got {value}", field=name)
+        unit = f" {unit}" if unit else ""
+        raise ConfigError(f"{name} must be {allowed}{unit}, got {value}", field=name)
     return value
 
 
@@ -308,7 +311,7 @@ def read_settings(
                 field="PROXYPOOL_API_URL",
             )
     max_extracted = settings.get("PROXYPOOL_MAX_EXTRACTED")
-    life = _int(settings, "PROXYPOOL_LIFE", low=1, high=MAX_LIFE_MINUTES)
+    life = _int(settings, "PROXYPOOL_LIFE", low=1, high=MAX_LIFE_MINUTES, unit="minutes")
     expiry_margin = _seconds(settings, "PROXYPOOL_EXPIRY_MARGIN", low=0.0)
     if expiry_margin >= life * 60:
         raise ConfigError(

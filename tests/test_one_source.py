@@ -32,7 +32,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "PROXYPOOL_API_TIMEOUT": ("soon", "seconds"),
     "PROXYPOOL_SOURCE": ("nodots", "import path"),
     "PROXYPOOL_GEO": ("USA/California", "alpha-2"),
-    "PROXYPOOL_LIFE": (8000, "between 1 and 7200, got 8000"),
+    "PROXYPOOL_LIFE": (8000, "between 1 and 7200 minutes, got 8000"),
     "PROXYPOOL_BATCH": (501, "between 1 and 500"),
     "PROXYPOOL_MIN_SIZE": (-1, "at least 0"),
     "PROXYPOOL_STRATEGY": ("fastest", "'round_robin'"),
@@ -172,6 +172,22 @@ def test_every_bad_setting_stops_the_crawl_before_anything_is_sent(
     assert KEY not in log
     for name in BAD_VALUES:
         assert name in log  # each error is logged, naming its setting
+
+
+def test_a_bad_setting_is_said_before_the_spider_opens(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """The error naming the setting is logged when the middleware is built, before Scrapy's
+    "Spider opened", and once."""
+    api = httpserver.url_for("/openapi")
+    results = _crawl_all(tmp_path, api, httpserver.url_for("/page"), {"PROXYPOOL_LIFE": 8000})
+    assert results["PROXYPOOL_LIFE"]["reason"] == "proxypool_misconfigured"
+    log = (tmp_path / "crawl.log").read_text()
+    said = log.index("PROXYPOOL_LIFE must be between 1 and 7200 minutes, got 8000")
+    assert said < log.index("Spider opened")
+    errors = [line for line in log.splitlines() if " ERROR: " in line]
+    assert len([line for line in errors if "PROXYPOOL_LIFE must be" in line]) == 1, errors
+    assert httpserver.log == []
 
 
 def test_a_good_configuration_does_reach_the_provider(

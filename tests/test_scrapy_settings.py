@@ -109,7 +109,7 @@ def test_typed_values_from_settings_py_pass_through() -> None:
         ("PROXYPOOL_LIFE", 0, "between 1 and"),
         # The provider's cap, the same as the client's and the pool's (10080 passed here once,
         # then closed the spider with an error about `life`, not the setting).
-        ("PROXYPOOL_LIFE", 8000, "between 1 and 7200, got 8000"),
+        ("PROXYPOOL_LIFE", 8000, "between 1 and 7200 minutes, got 8000"),
         ("PROXYPOOL_BATCH", 501, "between 1 and 500"),
         ("PROXYPOOL_MIN_SIZE", -1, "at least 0"),
         ("PROXYPOOL_MAX_PROXY_RETRIES", 2.5, "whole number"),
