@@ -118,7 +118,8 @@ class _Output:
     def console(self) -> Console:
         from rich.console import Console
 
-        console = Console(file=self.stdout, highlight=False, emoji=False)
+        # No markup: a provider's text such as "[red]" is shown as sent, never read as a style.
+        console = Console(file=self.stdout, highlight=False, emoji=False, markup=False)
         if not console.is_terminal and "COLUMNS" not in os.environ:
             # Piped into grep or a file: rich would assume 80 columns and fold cells; a table
             # only takes the width it needs, so a roomy limit keeps every row on one line.
@@ -473,6 +474,15 @@ def _kind(value: ProductType | int | None) -> str:
     return str(value)
 
 
+def _host_port(host: str | None, port: int | None) -> str:
+    """``host:port``, an IPv6 host in brackets; the host alone without a port."""
+    if not host:
+        return ""
+    if not port:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _static_kind(value: ProductType | int | None) -> str:
     """A static IP's product type without the word every static IP shares."""
     return _kind(value).removeprefix("static ")
@@ -521,7 +531,9 @@ def _new_table(*columns: str) -> Table:
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in columns:
-        table.add_column(column)
+        # A value too long for its column (an IPv6 address at 80 columns) is folded onto the
+        # next line, never cut with an ellipsis: a table must not hide what the provider said.
+        table.add_column(column, overflow="fold")
     return table
 
 
@@ -1049,7 +1061,7 @@ def _cmd_static_ips(args: argparse.Namespace, out: _Output) -> int:
         table = _new_table("address", "country", "type", "status", "expires")
         for ip in ips:
             table.add_row(
-                f"{ip.ip}:{ip.port}" if ip.ip and ip.port else ip.ip or "",
+                _host_port(ip.ip, ip.port),
                 ip.country_code or "",
                 _static_kind(ip.product_type),
                 _label(ip.status),

@@ -1019,6 +1019,28 @@ def test_static_ips_read_at_80_and_100_columns(
     assert lines.index(f"order {TRADE_A} (2 IPs)") < lines.index(f"order {TRADE_B} (1 IP)")
 
 
+def test_static_ips_show_odd_provider_values_whole_and_as_sent(
+    provider: HTTPServer, api_url: str
+) -> None:
+    """An IPv6 address too long for its column at 80 columns is folded, not cut; provider text
+    that looks like rich markup or an emoji code is printed as sent, not styled away."""
+    ipv6 = "2001:db8:85a3:1234:5678:8a2e:370:7334"
+    entry = {**_static_entry(0, TRADE_A, 3, 25), "ip": ipv6, "country_code": "[red]X:1234:"}
+    serve(provider, "GET", "/ip/get-static-ip", {"list": [entry], "page": 1, "total_count": 1})
+
+    result = run_cli("static-ips", api_url=api_url, env={"COLUMNS": "80"})
+
+    assert result.rc == 0, result.err
+    assert max(len(line) for line in result.out.splitlines()) <= 80, result.out
+    assert "…" not in result.out
+    assert "[red]X:1234:" in result.out
+    lines = result.out.splitlines()
+    body = lines[lines.index(next(line for line in lines if line.startswith("─"))) + 1 :]
+    body = body[: body.index("")]
+    address = "".join(line.split()[0] for line in body if line.strip())
+    assert address == f"[{ipv6}]:31280"  # folded over lines, nothing dropped
+
+
 def test_version() -> None:
     from proxypool import __version__
 
