@@ -64,14 +64,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Protocol, TypedDict
 
 from ._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES, check_float, check_int, shown
 from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, ProviderError
-from .geo import Geo, LocationCatalog
+from .geo import Geo
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
+from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over
 
 __all__ = [
     "ExtractedBatch",
@@ -103,39 +104,6 @@ _ANYWHERE = Geo()
 _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
-
-
-class ProxySource(Protocol):
-    """Anything that extracts proxies: ``ProviderClient``, or a fake in tests and benchmarks.
-
-    ``geo`` is ``None`` for "anywhere"; ``life`` is in minutes. Expected to raise
-    ``ProviderError`` subclasses for provider trouble (``AccountError`` when retrying cannot help).
-    """
-
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> Iterable[Proxy]: ...
-
-
-class ExtractedBatch(list[Proxy]):
-    """What a ``ProxySource`` wrapper returns when it keeps fewer proxies than the provider handed
-    over (an unreachable-proxy check dropped some): the proxies kept, plus ``handed_over``, how
-    many the provider returned. The pool counts ``handed_over`` against ``max_extracted``: every
-    IP handed over was paid for, used or not. A plain list counts its length."""
-
-    __slots__ = ("handed_over",)
-
-    def __init__(self, proxies: Iterable[Proxy] = (), *, handed_over: int) -> None:
-        super().__init__(proxies)
-        self.handed_over = handed_over
-
-
-def handed_over(result: object, kept: int) -> int:
-    """How many IPs the provider handed over for an extraction that returned ``result`` holding
-    ``kept`` proxies: ``ExtractedBatch.handed_over`` (never fewer than were kept). For wrappers
-    of a ``ProxySource`` (they pass the count of the source they wrap on)."""
-    count = getattr(result, "handed_over", None)
-    if isinstance(count, int) and not isinstance(count, bool) and count > kept:
-        return count
-    return kept
 
 
 class GeoValidator(Protocol):
@@ -312,7 +280,9 @@ class ProxyPool:
     ``"least_used"`` or a factory ``(rng) -> RotationStrategy``. ``expiry_margin`` (seconds): no
     proxy is handed out closer than this to the end of its life. ``max_failures``: consecutive
     failures that evict a proxy. ``catalog`` validates geographies before their first extraction;
-    when omitted and ``client`` has the provider's location calls, a ``LocationCatalog`` is made.
+    when omitted, a ``LocationCatalog`` is made for a ``ProviderClient`` or an ``ExtractionSource``
+    (``proxypool.sources.catalog_for``, by type: no source is probed for methods); another
+    source's geographies are validated only with a ``catalog`` given.
     ``clock`` returns monotonic seconds (all timeouts and lifetimes use it). ``max_extracted`` caps
     the IPs extracted over the pool's lifetime (a cost guard: every IP the provider hands over
     counts, see the module docstring). ``ban_storm_batches``: after this many bought batches in a
@@ -422,10 +392,10 @@ class ProxyPool:
                 f"strategy must be a strategy name or a factory, not {shown(strategy)}",
                 field="strategy",
             )
-        if catalog is None and all(
-            callable(getattr(client, m, None)) for m in ("list_state_catalog", "list_city_catalog")
-        ):
-            catalog = LocationCatalog(client, timer=clock)  # type: ignore[arg-type]
+        if catalog is None:
+            # A provider-backed source (by its type, not by probing it for methods) validates
+            # with the provider's location lists; any other source only with a given catalog.
+            catalog = catalog_for(client, timer=clock)
         if catalog is not None and not callable(getattr(catalog, "validate", None)):
             raise ConfigError("catalog must have a validate(geo) -> Geo method", field="catalog")
 

@@ -50,8 +50,8 @@ about proxies is the pool's. What it adds is the Scrapy side:
   (briefly) for its worker threads to end, so none outlives the crawl.
 
 - Extracted proxies that refuse TCP connections are dropped before they join the pool
-  (``PROXYPOOL_CHECK_PROXIES``, see ``scrapy_ext.source``), so no request slot is spent on them.
-  They still count against ``PROXYPOOL_MAX_EXTRACTED``: they were paid for.
+  (``PROXYPOOL_CHECK_PROXIES``, see ``proxypool.sources.CheckedSource``), so no request slot is
+  spent on them. They still count against ``PROXYPOOL_MAX_EXTRACTED``: they were paid for.
 - Ban storms: a site that bans every proxy of ``PROXYPOOL_BAN_STORM_BATCHES`` batches in a row
   makes the pool stop buying for it for ``PROXYPOOL_BAN_STORM_COOLDOWN`` seconds; its requests
   then fail (``IgnoreRequest`` to the errback, naming the site, counted in
@@ -100,15 +100,15 @@ from proxypool.errors import (
     ProviderError,
     ProxyPoolError,
 )
-from proxypool.geo import Geo, LocationCatalog
+from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.policy import IDEMPOTENT_METHODS
-from proxypool.pool import ProxyPool, ProxySource
+from proxypool.pool import ProxyPool
+from proxypool.sources import CheckedSource, ProxySource, catalog_for
 
 from . import _scrapy_private as private
 from ._abort import AbortableSession
 from .settings import ProxyPoolSettings, read_settings
-from .source import CheckedSource
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -511,15 +511,9 @@ class ProxyPoolMiddleware:
         return obj  # type: ignore[no-any-return]
 
     def build_pool(self, source: CheckedSource) -> ProxyPool:
-        """The pool, fed by ``source``. Geographies are validated with the location lists of the
-        wrapped source when it has them (a ``ProviderClient`` does)."""
-        inner = source.source
-        catalog = None
-        if all(
-            callable(getattr(inner, name, None))
-            for name in ("list_state_catalog", "list_city_catalog")
-        ):
-            catalog = LocationCatalog(inner)  # type: ignore[arg-type]
+        """The pool, fed by ``source``. Geographies are validated with the provider's location
+        lists when the wrapped source is the provider (``catalog_for``)."""
+        catalog = catalog_for(source)
         config = self.config
         return ProxyPool(
             source,

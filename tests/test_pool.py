@@ -49,7 +49,7 @@ from proxypool.errors import (
     ProviderError,
     RealNameRequired,
 )
-from proxypool.geo import Geo
+from proxypool.geo import Geo, LocationCatalog
 from proxypool.models import CountryLocations, LocationItem, Proxy
 from proxypool.policy import STRATEGIES, Backoff
 from proxypool.pool import ProxyPool
@@ -132,8 +132,8 @@ class FakeSource:
 
 
 class CatalogSource(FakeSource):
-    """A FakeSource that also has the provider's location calls (like ProviderClient), so the
-    pool makes its own LocationCatalog."""
+    """A FakeSource that also has the provider's location calls (like ProviderClient); the pools
+    built on one by ``make_pool`` are given a ``LocationCatalog`` over it (``catalog=``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,7 +192,10 @@ def make_pool(source: FakeSource, clock: FakeClock, strategy: str) -> Iterator[M
             "refill_runner": run_inline,
         }
         options.update(kwargs)
-        pool = ProxyPool(options.pop("client", source), **options)
+        client = options.pop("client", source)
+        if isinstance(client, CatalogSource) and "catalog" not in options:
+            options["catalog"] = LocationCatalog(client, timer=clock)
+        pool = ProxyPool(client, **options)
         pools.append(pool)
         return pool
 
@@ -1418,7 +1421,7 @@ def test_dead_ips_dropped_by_the_check_still_count_against_max_extracted() -> No
     own records show the cap held and the pool counted exactly what was handed over."""
     from proxypool.api import ProviderClient
     from proxypool.sim.provider import ProviderSimulator
-    from scrapy_ext.source import CheckedSource
+    from proxypool.sources import CheckedSource
 
     with ProviderSimulator() as sim:
         checked = CheckedSource(
@@ -1477,7 +1480,7 @@ def test_an_over_delivering_provider_is_cut_to_num_and_counted_whole(
 
 
 def test_the_check_wrapper_probes_at_most_num_and_reports_what_was_handed_over() -> None:
-    from scrapy_ext.source import CheckedSource
+    from proxypool.sources import CheckedSource
 
     probed: list[int] = []
 

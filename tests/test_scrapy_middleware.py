@@ -28,9 +28,9 @@ from scrapy.utils.test import get_crawler
 from proxypool.errors import InvalidAppKey
 from proxypool.geo import Geo
 from proxypool.models import Proxy
+from proxypool.sources import CheckedSource, reachable
 from scrapy_ext import ProxyPoolMiddleware
 from scrapy_ext.middleware import PROXY_META_KEY
-from scrapy_ext.source import CheckedSource, reachable
 
 KEY = "KEYs3cr3tXYZ1234567890"
 # Scrapy's default download handler for http and https. get_crawler() without a running reactor

@@ -1,11 +1,20 @@
-"""The middleware's proxy source: a ``ProxySource`` wrapper that drops extracted proxies refusing
-TCP connections, counts what was extracted, and logs one INFO line per extraction.
+"""Where the pool's proxies come from.
 
-Why check at all: an extracted IP that is already offline costs a request slot until the
-connection fails (~0.3 s per refused connection inside Twisted's ``HostnameEndpoint``, up to
-``DOWNLOAD_TIMEOUT`` for one that never answers) and then a retry. One non-blocking TCP connect per
-distinct ``host:port``, all in parallel, right after the extraction and in the same worker thread,
-costs one round trip per batch instead; nothing is sent over the connection.
+- ``ProxySource``: the protocol every source follows, ``extract(geo, *, num, life)``.
+- ``ExtractionSource(client)``: IPs extracted from the provider (``ip/v3``), paid for one by one.
+  ``ProxyPool(client)`` with a ``ProviderClient`` wraps it in one.
+- ``CheckedSource(source)``: a wrapper that drops extracted proxies refusing TCP connections
+  (``reachable``), counts what was extracted, and logs one INFO line per extraction. Used by the
+  Scrapy middleware; usable with the requests adapter as well.
+
+The geography validator is given to the pool (``catalog=``); ``catalog_for`` makes the one a
+provider-backed source needs. Nothing probes a source for methods.
+
+Why check reachability at all: an extracted IP that is already offline costs a request slot
+until the connection fails (~0.3 s per refused connection inside Twisted's ``HostnameEndpoint``,
+up to ``DOWNLOAD_TIMEOUT`` for one that never answers) and then a retry. One non-blocking TCP
+connect per distinct ``host:port``, all in parallel, right after the extraction and in the same
+worker thread, costs one round trip per batch instead; nothing is sent over the connection.
 
 Money: what the check drops was still paid for. ``extract`` returns an ``ExtractedBatch`` whose
 ``handed_over`` is the number of IPs the provider returned, and the pool counts that against
@@ -13,7 +22,8 @@ Money: what the check drops was still paid for. ``extract`` returns an ``Extract
 out. An answer with more IPs than asked for is cut to ``num`` before the check (the pool logs
 the surplus), so a provider that over-delivers costs no extra probing.
 
-Runs only in worker threads (the pool calls ``extract`` from ``refill``), never on the event loop.
+``CheckedSource.extract`` blocks: the pool calls it from ``refill``, in a worker thread, never on
+an event loop.
 """
 
 from __future__ import annotations
@@ -26,15 +36,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from proxypool.geo import Geo
-from proxypool.pool import ExtractedBatch, handed_over
+from .api import ProviderClient
+from .geo import Geo, LocationCatalog
+from .models import Proxy
 
-if TYPE_CHECKING:
-    from proxypool.pool import ProxySource
-
-__all__ = ["CheckedSource", "SourceCounters", "reachable"]
+__all__ = [
+    "CheckedSource",
+    "ExtractedBatch",
+    "ExtractionSource",
+    "ProxySource",
+    "SourceCounters",
+    "catalog_for",
+    "handed_over",
+    "reachable",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +226,80 @@ class CheckedSource:
                 elapsed,
             )
         return ExtractedBatch(kept, handed_over=count)
+
+
+class ProxySource(Protocol):
+    """Anything that extracts proxies: ``ProviderClient``, or a fake in tests and benchmarks.
+
+    ``geo`` is ``None`` for "anywhere"; ``life`` is in minutes. Expected to raise
+    ``ProviderError`` subclasses for provider trouble (``AccountError`` when retrying cannot help).
+    """
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> Iterable[Proxy]: ...
+
+
+class ExtractedBatch(list[Proxy]):
+    """What a ``ProxySource`` wrapper returns when it keeps fewer proxies than the provider handed
+    over (an unreachable-proxy check dropped some): the proxies kept, plus ``handed_over``, how
+    many the provider returned. The pool counts ``handed_over`` against ``max_extracted``: every
+    IP handed over was paid for, used or not. A plain list counts its length."""
+
+    __slots__ = ("handed_over",)
+
+    def __init__(self, proxies: Iterable[Proxy] = (), *, handed_over: int) -> None:
+        super().__init__(proxies)
+        self.handed_over = handed_over
+
+
+def handed_over(result: object, kept: int) -> int:
+    """How many IPs the provider handed over for an extraction that returned ``result`` holding
+    ``kept`` proxies: ``ExtractedBatch.handed_over`` (never fewer than were kept). For wrappers
+    of a ``ProxySource`` (they pass the count of the source they wrap on)."""
+    count = getattr(result, "handed_over", None)
+    if isinstance(count, int) and not isinstance(count, bool) and count > kept:
+        return count
+    return kept
+
+
+class ExtractionSource:
+    """IPs extracted from the provider (``ip/v3``) through ``client``: each one is paid for.
+
+    ``ProxyPool(client)`` wraps a ``ProviderClient`` in one, so the two are the same thing; give
+    it to the pool together with ``catalog_for(source)`` to validate geographies."""
+
+    __slots__ = ("client",)
+
+    #: Each proxy costs money: counted in ``extracted`` and against ``max_extracted``.
+    paid = True
+
+    def __init__(self, client: ProviderClient) -> None:
+        if not isinstance(client, ProviderClient):
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"ExtractionSource needs a ProviderClient, not {type(client).__name__}",
+                field="client",
+            )
+        self.client = client
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        return self.client.extract(geo, num=num, life=life)
+
+    def __repr__(self) -> str:
+        return f"ExtractionSource({self.client!r})"
+
+
+def catalog_for(
+    source: object, *, timer: Callable[[], float] = time.monotonic
+) -> LocationCatalog | None:
+    """The location catalog that validates geographies for ``source`` before it is paid for: one
+    over the provider's lists for a ``ProviderClient`` or an ``ExtractionSource`` (or a
+    ``CheckedSource`` around one), None for any other source (a source of your own: pass the pool
+    a ``catalog=`` if it needs one)."""
+    while isinstance(source, CheckedSource):
+        source = source.source
+    if isinstance(source, ExtractionSource):
+        source = source.client
+    if isinstance(source, ProviderClient):
+        return LocationCatalog(source, timer=timer)
+    return None
