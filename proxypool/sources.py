@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .api import ProviderClient
+from .errors import ConfigError
 from .geo import Geo, LocationCatalog
 from .models import Proxy
 
@@ -264,18 +265,17 @@ def handed_over(result: object, kept: int) -> int:
 class ExtractionSource:
     """IPs extracted from the provider (``ip/v3``) through ``client``: each one is paid for.
 
-    ``ProxyPool(client)`` wraps a ``ProviderClient`` in one, so the two are the same thing; give
-    it to the pool together with ``catalog_for(source)`` to validate geographies."""
+    ``ProxyPool(ExtractionSource(client))`` and ``ProxyPool(client)`` behave the same: either
+    way the pool validates geographies with the client's location lists (``catalog_for``)."""
 
     __slots__ = ("client",)
 
-    #: Each proxy costs money: counted in ``extracted`` and against ``max_extracted``.
+    #: Each proxy costs money. (The pool does not read this yet: it counts every source's
+    #: proxies in ``extracted`` and against ``max_extracted``.)
     paid = True
 
     def __init__(self, client: ProviderClient) -> None:
         if not isinstance(client, ProviderClient):
-            from .errors import ConfigError
-
             raise ConfigError(
                 f"ExtractionSource needs a ProviderClient, not {type(client).__name__}",
                 field="client",
