@@ -15,6 +15,8 @@ __all__ = [
     "DEMO_PROXY_AUTH_ENV",
     "DEMO_RECORD_ENV",
     "DEMO_TARGET_ENV",
+    "GATEWAY_PASSWORD_ENV",
+    "GATEWAY_USER_ENV",
 ]
 
 #: The provider's app_key (admin rights over the account: never logged or shown).
@@ -32,3 +34,7 @@ DEMO_LOG_LEVEL_ENV = "PROXYPOOL_DEMO_LOG_LEVEL"
 #: Internal to the demo's child processes (the crawl writes its record and finds its target).
 DEMO_RECORD_ENV = "PROXYPOOL_DEMO_RECORD"
 DEMO_TARGET_ENV = "PROXYPOOL_DEMO_TARGET"
+
+#: ``GatewaySource``: the proxy account's username and password, when not given.
+GATEWAY_USER_ENV = "PROXYPOOL_GATEWAY_USER"
+GATEWAY_PASSWORD_ENV = "PROXYPOOL_GATEWAY_PASSWORD"

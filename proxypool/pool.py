@@ -23,6 +23,13 @@ sessions); it is counted in ``stats()["duplicates"]`` (and in ``extracted``: it 
 proxy that has left (evicted or expired) and is extracted again starts over as a new entry.
 The same proxy extracted for two different geographies is two entries with separate health.
 
+Sources: what a source declares (``proxypool.sources.source_terms``) decides two rules. A source
+whose proxies cost money each (``paid``, the default: extraction) has them counted as
+``extracted`` and against ``max_extracted``, its surplus cut and its ban storms stop the buying;
+a free one (a gateway's sessions, static IPs, your own list) has them counted as ``minted``, kept
+whole, and never stops. A source whose proxies last ``life`` minutes (``expires``, the default)
+has them retired as below; the others' stay until they fail.
+
 Money: every IP the provider hands over counts against ``max_extracted`` (``stats()["extracted"]``),
 whether or not it joins the pool: a source wrapper that drops some (an unreachable-proxy check)
 returns an ``ExtractedBatch`` saying how many it was handed. Each extraction asks for at most the
@@ -72,7 +79,7 @@ from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, Provider
 from .geo import Geo
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
-from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over
+from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over, source_terms
 
 __all__ = [
     "ExtractedBatch",
@@ -129,6 +136,7 @@ class PoolStats(TypedDict):
 
     served: int
     extracted: int
+    minted: int
     duplicates: int
     refills: int
     api_errors: int
@@ -337,6 +345,9 @@ class ProxyPool:
                 "client must be a ProviderClient or have an extract(geo, *, num, life) method",
                 field="client",
             )
+        paid, expires = source_terms(client)
+        self._paid = paid
+        self._expires = expires
         self._default_geo = Geo.coerce(geo)
         self._life = check_int(life, "life", min=1, max=MAX_LIFE_MINUTES, unit="minutes")
         self._batch = check_int(batch, "batch", min=1, max=MAX_EXTRACT_NUM)
@@ -352,11 +363,19 @@ class ProxyPool:
         self._max_extracted = (
             None if max_extracted is None else check_int(max_extracted, "max_extracted", min=1)
         )
+        if self._max_extracted is not None and not paid:
+            raise ConfigError(
+                f"max_extracted caps the IPs bought one by one, and {type(client).__name__}'s "
+                "proxies are not (its source declares paid = False): leave it unset",
+                field="max_extracted",
+            )
         self._storm_batches = (
             None
             if ban_storm_batches is None
             else check_int(ban_storm_batches, "ban_storm_batches", min=1)
         )
+        if not paid:
+            self._storm_batches = None  # nothing is bought, so a storm stops nothing
         self._storm_cooldown = check_float(
             ban_storm_cooldown, "ban_storm_cooldown", min=0.0, min_exclusive=True, unit="seconds"
         )
@@ -433,6 +452,7 @@ class ProxyPool:
 
         self._served = 0
         self._extracted = 0
+        self._minted = 0
         self._duplicates = 0
         self._refills = 0
         self._api_errors = 0
@@ -899,17 +919,24 @@ class ProxyPool:
         except BaseException as exc:
             self._refill_failed(sub, num, exc)
             raise
-        # Every IP handed over was paid for; only ``num`` were asked for, so only those are kept.
-        bought = handed_over(answer, len(proxies))
-        if len(proxies) > num:
-            del proxies[num:]
+        if self._paid:
+            # Every IP handed over was paid for; only ``num`` were asked for, so only those are
+            # kept.
+            bought = handed_over(answer, len(proxies))
+            if len(proxies) > num:
+                del proxies[num:]
+        else:
+            bought = len(proxies)  # (free: all are kept)
         with self._lock:
             now = self._clock()
             self._reserved -= num
-            self._extracted += bought
+            if self._paid:
+                self._extracted += bought
+            else:
+                self._minted += bought
             self._refills += 1
             added = 0
-            usable_until = started + self._life * 60 - self._margin
+            usable_until = started + self._life * 60 - self._margin if self._expires else math.inf
             too_late = usable_until <= now
             if not self._closed:
                 if now >= sub.next_due:
@@ -935,7 +962,7 @@ class ProxyPool:
             usable = sub.usable
             closed = self._closed
             self._wake()
-        if bought > num:
+        if bought > num and self._paid:
             logger.warning(
                 "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
                 "count against max_extracted",
@@ -1323,6 +1350,7 @@ class ProxyPool:
                 return PoolStats(
                     served=self._served,
                     extracted=self._extracted,
+                    minted=self._minted,
                     duplicates=self._duplicates,
                     refills=self._refills,
                     api_errors=self._api_errors,

@@ -3,9 +3,19 @@
 - ``ProxySource``: the protocol every source follows, ``extract(geo, *, num, life)``.
 - ``ExtractionSource(client)``: IPs extracted from the provider (``ip/v3``), paid for one by one.
   ``ProxyPool(client)`` with a ``ProviderClient`` wraps it in one.
+- ``GatewaySource(gateway, username, password)``: sessions of the provider's username:password
+  rotating gateway (the proxy accounts), minted without an API call: free, each lasts ``life``.
+- ``StaticIPSource(client)``: the account's static IPs (``ip/get-static-ip``): free, lasting.
+- ``ListSource(proxies)``: your own proxies (URLs or ``host:port``, inline or a file): free,
+  lasting.
 - ``CheckedSource(source)``: a wrapper that drops extracted proxies refusing TCP connections
   (``reachable``), counts what was extracted, and logs one INFO line per extraction. Used by the
   Scrapy middleware; usable with the requests adapter as well.
+
+What a source declares (``source_terms``): ``paid`` (each proxy costs money: the pool counts it
+in ``extracted`` and against ``max_extracted``, cuts a surplus and stops buying in a ban storm;
+default True, the safe side for a source that says nothing) and ``expires`` (each proxy lasts
+``life`` minutes from its extraction; default True). Class attributes, read once by the pool.
 
 The geography validator is given to the pool (``catalog=``); ``catalog_for`` makes the one a
 provider-backed source needs. Nothing probes a source for methods.
@@ -29,29 +39,44 @@ an event loop.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
+import os
+import re
+import secrets
 import selectors
 import socket
+import string
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
+from ._env import GATEWAY_PASSWORD_ENV, GATEWAY_USER_ENV
+from ._validate import MAX_LIFE_MINUTES, check_int, shown
 from .api import ProviderClient
-from .errors import ConfigError
+from .errors import AccountError, ConfigError
 from .geo import Geo, LocationCatalog
-from .models import Proxy
+from .models import ProductType, Proxy, StaticIp, StaticIpStatus
 
 __all__ = [
+    "GATEWAY_FORMATS",
     "CheckedSource",
     "ExtractedBatch",
     "ExtractionSource",
+    "GatewaySource",
+    "ListSource",
     "ProxySource",
     "SourceCounters",
+    "StaticIPSource",
     "catalog_for",
     "handed_over",
     "reachable",
+    "source_terms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -178,6 +203,7 @@ class CheckedSource:
         self._clock = clock
         self._lock = threading.Lock()
         self._counters = SourceCounters()
+        self.paid, self.expires = source_terms(source)  # what it wraps declares
 
     def counters(self) -> SourceCounters:
         """A snapshot of the totals."""
@@ -197,7 +223,8 @@ class CheckedSource:
                 self._counters.failed += 1
             raise
         count = handed_over(answer, len(proxies))
-        del proxies[num:]  # the pool keeps at most num: no point probing the surplus
+        if self.paid:
+            del proxies[num:]  # the pool keeps at most num: no point probing the surplus
         kept = proxies
         if self.check and proxies:
             alive = self._probe({(p.host, p.port) for p in proxies}, timeout=self.timeout)
@@ -292,14 +319,582 @@ class ExtractionSource:
 def catalog_for(
     source: object, *, timer: Callable[[], float] = time.monotonic
 ) -> LocationCatalog | None:
-    """The location catalog that validates geographies for ``source`` before it is paid for: one
-    over the provider's lists for a ``ProviderClient`` or an ``ExtractionSource`` (or a
-    ``CheckedSource`` around one), None for any other source (a source of your own: pass the pool
-    a ``catalog=`` if it needs one)."""
+    """The location catalog that validates geographies for ``source`` before it is used: one
+    over the provider's lists for a ``ProviderClient``, an ``ExtractionSource`` or a
+    ``GatewaySource`` with a ``client`` (or a ``CheckedSource`` around one), None for any other
+    source (a source of your own: pass the pool a ``catalog=`` if it needs one)."""
     while isinstance(source, CheckedSource):
         source = source.source
-    if isinstance(source, ExtractionSource):
+    if isinstance(source, ExtractionSource | GatewaySource):
         source = source.client
     if isinstance(source, ProviderClient):
         return LocationCatalog(source, timer=timer)
     return None
+
+
+def source_terms(source: object) -> tuple[bool, bool]:
+    """``(paid, expires)`` as ``source`` declares them (class or instance attributes): ``paid``,
+    each proxy costs money (counted in ``extracted`` and against ``max_extracted``); ``expires``,
+    each proxy lasts ``life`` minutes from its extraction. Both default to True: a source that
+    says nothing is treated as one that bills per IP and whose IPs run out, the safe side."""
+    terms = []
+    for name in ("paid", "expires"):
+        value = getattr(source, name, True)
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"{type(source).__name__}.{name} must be True or False, not {shown(value)}",
+                field=name,
+            )
+        terms.append(value)
+    return terms[0], terms[1]
+
+
+# -- your own list ---------------------------------------------------------------------------------
+
+_SCHEMES = ("http", "https")
+
+
+def _parse_entry(entry: object, where: str) -> Proxy:
+    """One list entry (``host:port``, ``user:password@host:port`` or a URL) as a Proxy. Errors
+    name ``where`` (the entry's position) and never show a password."""
+    if isinstance(entry, Proxy):
+        return entry
+    if not isinstance(entry, str):
+        raise ConfigError(
+            f"{where}: expected a proxy URL or host:port, not {type(entry).__name__}",
+            field="proxies",
+        )
+    text = entry.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as exc:  # a port out of range or not a number, a bad IPv6 literal
+        raise ConfigError(f"{where}: {exc}", field="proxies") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ConfigError(
+            f"{where}: scheme {scheme!r} is not supported; use http:// or https:// proxies",
+            field="proxies",
+        )
+    if not host:
+        raise ConfigError(f"{where}: no host", field="proxies")
+    if port is None:
+        raise ConfigError(f"{where}: no port (write host:port)", field="proxies")
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: port {port} is out of range", field="proxies")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{where}: a proxy URL has no path, query or fragment", field="proxies")
+    if not _host_ok(host):
+        raise ConfigError(f"{where}: {host!r} is not a valid host name", field="proxies")
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return Proxy(host, port, scheme=scheme, username=username, password=password)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def _host_ok(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
+
+
+def _lines_of(path: Path) -> list[tuple[str, str]]:
+    """``(where, entry)`` per proxy line of ``path``: blank lines and ``#`` comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"proxy list {str(path)!r} cannot be read: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'strerror', None) or exc}",
+            field="proxies",
+        ) from None
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            found.append((f"{path.name} line {number}", entry))
+    return found
+
+
+class ListSource:
+    """Your own proxies: ``proxies`` is an iterable of proxy URLs (``http://user:pw@host:port``,
+    ``https://host:port``) or ``host:port`` (http), or a ``pathlib.Path`` (or ``str`` path via
+    ``ListSource.from_file``) of a file with one per line (blank lines and ``#`` comments are
+    skipped). Entries are checked when the source is made (``ConfigError`` naming the entry's
+    position, never its password); duplicates count once.
+
+    Free and lasting (``paid = False``, ``expires = False``): every ``extract`` hands the pool the
+    whole list, so it keeps them all; a proxy the pool evicted joins again at its next refill
+    (as scrapy-rotating-proxies revives its dead proxies). A list has no geography: asking one
+    is an error. ``len()`` is the number of proxies."""
+
+    paid = False
+    expires = False
+
+    __slots__ = ("_proxies",)
+
+    def __init__(self, proxies: Iterable[str | Proxy] | Path) -> None:
+        if isinstance(proxies, Path):
+            entries = _lines_of(proxies)
+        elif isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
+            raise ConfigError(
+                "proxies must be a list of proxy URLs or host:port, or a pathlib.Path of a file "
+                f"of them, not {type(proxies).__name__}",
+                field="proxies",
+            )
+        else:
+            entries = [(f"entry {n}", e) for n, e in enumerate(proxies, 1)]  # type: ignore[misc]
+        parsed = dict.fromkeys(_parse_entry(entry, where) for where, entry in entries)
+        if not parsed:
+            raise ConfigError("the proxy list is empty", field="proxies")
+        self._proxies = tuple(parsed)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ListSource:
+        """The proxies of the file at ``path`` (one per line, ``#`` comments)."""
+        return cls(Path(path))
+
+    def __len__(self) -> int:
+        return len(self._proxies)
+
+    @property
+    def proxies(self) -> tuple[Proxy, ...]:
+        return self._proxies
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        if geo is not None and not geo.is_anywhere:
+            raise ConfigError(
+                f"a proxy list has no geography, so {str(geo)!r} cannot be served from it: "
+                "leave the geography unset, or use a source that has one",
+                field="geo",
+            )
+        return list(self._proxies)
+
+    def __repr__(self) -> str:
+        return f"ListSource({len(self._proxies)} proxies)"
+
+
+# -- static IPs --------------------------------------------------------------------------------
+
+_USER_KEYS = ("username", "user", "account", "login", "proxy_user")
+_PASSWORD_KEYS = ("password", "pwd", "pass", "passwd", "proxy_password")
+_UNUSABLE = (StaticIpStatus.INVALID, StaticIpStatus.MAINTENANCE)
+
+
+def _raw_text(raw: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = raw.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+class StaticIPSource:
+    """The account's static IPs (``ip/get-static-ip``, every page), optionally of one
+    ``product_type`` (14 datacenter, 25 residential) or ``country_code``.
+
+    The provider does not document the entries: each gives its address (``ip``/``host`` and
+    ``port``), and where present credentials (``username``/``user``/``account`` and
+    ``password``/``pwd``/``pass``), a ``country_code``, a ``status`` and an ``expired_at``. An
+    entry without a usable address is skipped and counted (``skipped``); so is one whose status
+    is invalid or under maintenance, or whose package has expired (``expired``).
+
+    Free and lasting (``paid = False``, ``expires = False``): bought with their package, never by
+    the pool, and never retired by ``life``; they leave the pool when they fail, and an IP whose
+    package has expired is not handed over again. A geography is matched on the country (the
+    list says nothing finer: a state or city is an error)."""
+
+    paid = False
+    expires = False
+
+    def __init__(
+        self,
+        client: ProviderClient,
+        *,
+        product_type: ProductType | int | None = None,
+        country_code: str | None = None,
+        page_size: int = 100,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if not isinstance(client, ProviderClient):
+            raise ConfigError(
+                f"StaticIPSource needs a ProviderClient, not {type(client).__name__}",
+                field="client",
+            )
+        self.client = client
+        self.product_type = product_type
+        self.country_code = None if country_code is None else Geo(country_code).country
+        self.page_size = check_int(page_size, "page_size", min=1, max=1000)
+        self._now = now
+        self._lock = threading.Lock()
+        self.skipped = 0  # entries without a usable address, over every extract
+        self.expired = 0  # entries left out: package expired, or status invalid/maintenance
+
+    def static_ips(self) -> list[StaticIp]:
+        """Every static IP of the account (all pages), as listed."""
+        found: list[StaticIp] = []
+        page = 1
+        while True:
+            listed = self.client.list_static_ips(
+                country_code=self.country_code,
+                product_type=self.product_type,
+                page=page,
+                size=self.page_size,
+            )
+            found.extend(listed.items)
+            total = listed.total_count
+            if not listed.items or len(listed.items) < self.page_size:
+                break
+            if total is not None and len(found) >= total:
+                break
+            page += 1
+            if page > 10_000:  # a provider that pages forever
+                break
+        return found
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        if geo is not None and (geo.state or geo.city):
+            raise ConfigError(
+                f"static IPs are listed by country only, so {str(geo)!r} cannot be matched: "
+                "ask for a country",
+                field="geo",
+            )
+        country = geo.country if geo is not None else None
+        now = self._now()
+        proxies: dict[Proxy, None] = {}
+        skipped = expired = 0
+        for item in self.static_ips():
+            if not item.ip or item.port is None or not 0 < item.port < 65536:
+                skipped += 1
+                continue
+            if item.status in _UNUSABLE or (item.expired_at is not None and item.expired_at <= now):
+                expired += 1
+                continue
+            if country and (item.country_code or "").upper() != country:
+                continue
+            host = item.ip.strip().strip("[]")
+            if not _host_ok(host):
+                skipped += 1
+                continue
+            proxies[
+                Proxy(
+                    host,
+                    item.port,
+                    username=_raw_text(item.raw, _USER_KEYS),
+                    password=_raw_text(item.raw, _PASSWORD_KEYS),
+                    geo=geo,
+                )
+            ] = None
+        with self._lock:
+            self.skipped += skipped
+            self.expired += expired
+        if skipped:
+            logger.warning(
+                "proxypool: %d static IP entries had no usable address and were skipped", skipped
+            )
+        return list(proxies)
+
+    def __repr__(self) -> str:
+        return f"StaticIPSource({self.client!r})"
+
+
+# -- the rotating gateway ---------------------------------------------------------------------
+
+#: Username grammars, by name. Placeholders: ``{user}``, ``{country}``, ``{state}``, ``{city}``,
+#: ``{life}`` (minutes), ``{session}``; ``{country:lower}`` (or ``:upper``) changes the case. A
+#: placeholder and the text before it (back to the previous placeholder) form a segment, left
+#: out when its value is empty; ``[...]`` makes a segment of its own (left out when any
+#: placeholder inside is empty).
+GATEWAY_FORMATS: dict[str, str] = {
+    # The white-label family this provider belongs to (smartproxy, and brands prefixing the user:
+    # ``smart-USER_...``, ``pl-USER_...``, ``lumi-USER_...``): confirmed by the provider's page.
+    "smartproxy": "{user}_area-{country}_state-{state}_city-{city}_life-{life}_session-{session}",
+    # The all-hyphen family, from public examples (``user-USER-region-us-sessid-X-sesstime-90``).
+    # Not confirmed against a live gateway: the city key is a guess.
+    "sessid": "user-{user}-region-{country:lower}-st-{state:lower}-city-{city:lower}"
+    "-sessid-{session}-sesstime-{life}",
+    # ``USER-zone-custom-region-us-st-newyork-city-x-session-X-sessTime-5``, from public
+    # examples. Not confirmed against a live gateway.
+    "zone": "{user}-zone-custom[-region-{country:lower}]-st-{state:lower}-city-{city:lower}"
+    "-session-{session}-sessTime-{life}",
+    # ``customer-USER-cc-US-st-us_california-sessid-X-sesstime-5``, from public examples. Not
+    # confirmed against a live gateway: the city key is a guess.
+    "customer": "customer-{user}-cc-{country}[-st-{country:lower}_{state:lower}]"
+    "-city-{city:lower}-sessid-{session}-sesstime-{life}",
+}
+
+_PLACEHOLDERS = frozenset({"user", "country", "state", "city", "life", "session"})
+_TOKEN = re.compile(r"\[([^\[\]{}]*(?:\{[^{}]*\}[^\[\]{}]*)*)\]|\{([^{}]*)\}")
+_FIELD = re.compile(r"(\w+)(?::(lower|upper))?")
+_SESSION_CHARS = string.ascii_letters + string.digits
+
+# A segment: literal text and the placeholders in it, as (text, name, case) parts.
+_Part = tuple[str, str | None, str | None]
+
+
+def _compile(template: str) -> list[list[_Part]]:
+    """``template`` as segments (see ``GATEWAY_FORMATS``); ConfigError naming ``format``."""
+    segments: list[list[_Part]] = []
+    pending = ""
+    at = 0
+
+    def field_of(spec: str) -> _Part:
+        match = _FIELD.fullmatch(spec)
+        if match is None or match.group(1) not in _PLACEHOLDERS:
+            raise ConfigError(
+                f"format: unknown placeholder {{{spec}}}; allowed: "
+                + ", ".join(f"{{{name}}}" for name in sorted(_PLACEHOLDERS)),
+                field="format",
+            )
+        return ("", match.group(1), match.group(2))
+
+    def literal(text: str) -> str:
+        if any(c in text for c in "[]{}"):
+            raise ConfigError(
+                f"format: unbalanced brackets or braces in {template!r}", field="format"
+            )
+        return text
+
+    for match in _TOKEN.finditer(template):
+        pending += literal(template[at : match.start()])
+        at = match.end()
+        if match.group(1) is not None:  # [...]: one segment
+            if pending:
+                segments.append([(pending, None, None)])
+                pending = ""
+            inner = match.group(1)
+            parts: list[_Part] = []
+            last = 0
+            for field_match in re.finditer(r"\{([^{}]*)\}", inner):
+                if field_match.start() > last:
+                    parts.append((inner[last : field_match.start()], None, None))
+                parts.append(field_of(field_match.group(1)))
+                last = field_match.end()
+            if last < len(inner):
+                parts.append((inner[last:], None, None))
+            segments.append(parts)
+        else:
+            segments.append([(pending, None, None), field_of(match.group(2))])
+            pending = ""
+    pending += literal(template[at:])
+    if pending:
+        segments.append([(pending, None, None)])
+    names = {name for segment in segments for _, name, _ in segment if name}
+    for needed in ("user", "session"):
+        if needed not in names:
+            raise ConfigError(
+                f"format must contain {{{needed}}} (each minted proxy is one session of the "
+                f"account): {template!r}",
+                field="format",
+            )
+    return segments
+
+
+def _render(segments: list[list[_Part]], values: Mapping[str, str]) -> str:
+    out = []
+    for segment in segments:
+        text = []
+        for literal, name, case in segment:
+            if name is None:
+                text.append(literal)
+                continue
+            value = values.get(name, "")
+            if not value:
+                break
+            text.append(value.lower() if case == "lower" else value.upper() if case else value)
+        else:
+            out.append("".join(text))
+    return "".join(out)
+
+
+def _gateway_address(gateway: object) -> tuple[str, int]:
+    if not isinstance(gateway, str) or not gateway.strip():
+        raise ConfigError(
+            f"gateway must be 'host:port' (the provider's rotating gateway), not {shown(gateway)}",
+            field="gateway",
+        )
+    text = gateway.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    if "@" in text:
+        raise ConfigError(
+            "gateway must be 'host:port' without credentials: give username and password "
+            "(or PROXYPOOL_GATEWAY_USER / PROXYPOOL_GATEWAY_PASSWORD)",
+            field="gateway",
+        )
+    try:
+        proxy = _parse_entry(text, "gateway")
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field="gateway") from None
+    return proxy.host, proxy.port
+
+
+class GatewaySource:
+    """Sessions of the provider's username:password rotating gateway, the way its proxy accounts
+    (``whitelist-account/*``) are used. ``gateway`` is ``host:port``.
+
+    Each minted proxy is one gateway session: the gateway's address, the account's password, and
+    a username that carries the geography, ``life`` and a fresh random session id (10 letters
+    and digits), so each one exits from its own IP for ``life`` minutes. ``format`` is a name in
+    ``GATEWAY_FORMATS`` (default ``"smartproxy"``, the white-label family:
+    ``crawler01_area-US_state-California_life-15_session-Ab12Cd34Ef``) or a template of your own
+    with the same placeholders. Geography goes in as the pool hands it over: validated with the
+    provider's location lists first when the pool has a catalog (``catalog_for`` makes one when
+    ``client`` is given), so the catalog's canonical tokens are what the username carries.
+
+    ``username`` and ``password`` fall back to the environment (``PROXYPOOL_GATEWAY_USER`` /
+    ``PROXYPOOL_GATEWAY_PASSWORD``). With a username but no password, and a ``client``, the
+    password is looked up with ``client.list_accounts()`` at the first extraction; an unknown or
+    disabled account is then an ``AccountError``, which stops the pool before any request is
+    sent. The password never appears in a repr, a log line or an error.
+
+    Free (``paid = False``: minting calls no API; the provider bills the traffic) and timed
+    (``expires = True``: a session lasts ``life`` minutes)."""
+
+    paid = False
+    expires = True
+
+    def __init__(
+        self,
+        gateway: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        format: str = "smartproxy",
+        client: ProviderClient | None = None,
+        session_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.host, self.port = _gateway_address(gateway)
+        if username is None:
+            username = os.environ.get(GATEWAY_USER_ENV) or None
+        if password is None:
+            password = os.environ.get(GATEWAY_PASSWORD_ENV) or None
+        if not isinstance(username, str) or not username.strip():
+            raise ConfigError(
+                f"username is required: the proxy account's name (or set {GATEWAY_USER_ENV})",
+                field="username",
+            )
+        self.username = username.strip()
+        if re.search(r"[\s:@]", self.username):
+            raise ConfigError(
+                f"username {self.username!r} must not contain spaces, ':' or '@'",
+                field="username",
+            )
+        if password is not None and not isinstance(password, str):
+            raise ConfigError("password must be a string", field="password")
+        if password is None and client is None:
+            raise ConfigError(
+                f"password is required (or set {GATEWAY_PASSWORD_ENV}, or pass client= to look "
+                "it up among the proxy accounts)",
+                field="password",
+            )
+        if client is not None and not isinstance(client, ProviderClient):
+            raise ConfigError(
+                f"client must be a ProviderClient, not {type(client).__name__}", field="client"
+            )
+        if not isinstance(format, str) or not format:
+            raise ConfigError(
+                "format must be a name in GATEWAY_FORMATS or a template string", field="format"
+            )
+        template = GATEWAY_FORMATS.get(format, format)
+        if template is format and "{" not in format:
+            raise ConfigError(
+                f"format {format!r} is not a known grammar: use one of "
+                f"{', '.join(sorted(GATEWAY_FORMATS))} or a template with {{user}} and "
+                "{session}",
+                field="format",
+            )
+        self.format = format
+        self._segments = _compile(template)
+        self.client = client
+        self._password = password
+        self._password_lock = threading.Lock()
+        self._session_id = session_id if session_id is not None else _new_session_id
+
+    def username_for(
+        self, geo: Geo | None = None, *, life: int | None = None, session: str | None = None
+    ) -> str:
+        """The username of one session: ``geo`` (canonical tokens), ``life`` minutes, ``session``
+        (a fresh id when None). Pure: no API call."""
+        if life is not None:
+            life = check_int(life, "life", min=1, max=MAX_LIFE_MINUTES, unit="minutes")
+        if session is None:
+            session = self._session_id()
+        elif not isinstance(session, str) or not re.fullmatch(r"[A-Za-z0-9]{1,64}", session):
+            raise ConfigError(
+                f"session must be 1 to 64 letters and digits, not {shown(session)}",
+                field="session",
+            )
+        place = geo if geo is not None else Geo()
+        values = {
+            "user": self.username,
+            "country": place.country or "",
+            "state": place.state or "",
+            "city": place.city or "",
+            "life": "" if life is None else str(life),
+            "session": session,
+        }
+        return _render(self._segments, values)
+
+    def password(self) -> str:
+        """The account's password: as given, from the environment, or looked up (once) with
+        ``client.list_accounts()``. Raises ``AccountError`` for an unknown or disabled account."""
+        with self._password_lock:
+            if self._password is not None:
+                return self._password
+            assert self.client is not None  # checked in __init__
+            for account in self.client.list_accounts():
+                if account.username == self.username:
+                    if not account.enabled:
+                        raise AccountError(
+                            f"proxy account {self.username!r} is disabled: enable it "
+                            "(proxypool accounts enable) or use another"
+                        )
+                    self._password = account.password
+                    return account.password
+            raise AccountError(
+                f"proxy account {self.username!r} is not among the account's proxy accounts "
+                "(proxypool accounts list)"
+            )
+
+    def proxy(
+        self, geo: Geo | None = None, *, life: int | None = None, session: str | None = None
+    ) -> Proxy:
+        """One session as a Proxy (see ``username_for``)."""
+        return Proxy(
+            self.host,
+            self.port,
+            username=self.username_for(geo, life=life, session=session),
+            password=self.password(),
+            geo=geo,
+        )
+
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+        password = self.password()
+        proxies = []
+        for _ in range(num):
+            proxies.append(
+                Proxy(
+                    self.host,
+                    self.port,
+                    username=self.username_for(geo, life=life),
+                    password=password,
+                    geo=geo,
+                )
+            )
+        return proxies
+
+    def __repr__(self) -> str:
+        return f"GatewaySource({self.host}:{self.port}, user={self.username!r})"
+
+
+def _new_session_id() -> str:
+    return "".join(secrets.choice(_SESSION_CHARS) for _ in range(10))

@@ -64,8 +64,9 @@ Stats (``proxypool/...``): ``requests``, ``waits``, ``bans``, ``bans/<status>``,
 ``retry_exhausted``, ``not_replayed``, ``exhausted``, ``ban_storm`` (requests failed by a ban
 storm), ``bad_geo``, ``bad_meta``, ``bad_meta/<key>``, ``refused_scheme``,
 ``refused_scheme/<scheme>``, ``refills``, ``extractions``, ``extracted`` (IPs the provider handed
-over), ``rejected``, ``api_errors``, ``evictions``, ``expired``, ``live``, ``live/<geo>``, and
-``error`` (why the spider was closed).
+over, for a source that bills per IP) or ``minted`` (proxies a free source handed over: gateway
+sessions, static IPs, a list's entries), ``rejected``, ``api_errors``, ``evictions``,
+``expired``, ``live``, ``live/<geo>``, and ``error`` (why the spider was closed).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ import time
 import zlib
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -104,7 +106,14 @@ from proxypool.geo import Geo
 from proxypool.models import Proxy
 from proxypool.policy import IDEMPOTENT_METHODS
 from proxypool.pool import ProxyPool
-from proxypool.sources import CheckedSource, ProxySource, catalog_for
+from proxypool.sources import (
+    CheckedSource,
+    GatewaySource,
+    ListSource,
+    ProxySource,
+    StaticIPSource,
+    catalog_for,
+)
 
 from . import _scrapy_private as private
 from ._abort import AbortableSession
@@ -480,47 +489,99 @@ class ProxyPoolMiddleware:
     # -- building ---------------------------------------------------------------------------------
 
     def build_source(self) -> ProxySource:
-        """Where proxies come from: ``PROXYPOOL_SOURCE`` if set (an object with
-        ``extract(geo, *, num, life)``, a class, or an import path), else a ``ProviderClient`` for
-        ``PROXYPOOL_API_URL`` with ``PROXYPOOL_APP_KEY``. No network call is made here."""
-        spec = self.config.source
-        if spec is None:
-            # A session of our own, so closing the spider can cut the calls in flight.
-            session = AbortableSession()
-            try:
-                client = ProviderClient(
-                    self.config.app_key,
-                    base_url=self.config.api_url,
-                    timeout=self.config.api_timeout,
-                    session=session,
-                    sleep=session.sleep,
+        """Where proxies come from, by ``PROXYPOOL_SOURCE``: ``"extract"`` (default) IPs
+        extracted from the provider (``PROXYPOOL_API_URL``, ``PROXYPOOL_APP_KEY``); ``"gateway"``
+        sessions of the rotating gateway (``PROXYPOOL_GATEWAY*``); ``"static"`` the account's
+        static IPs; ``"list"`` your own (``PROXYPOOL_PROXY_LIST``, or scrapy-rotating-proxies'
+        ``ROTATING_PROXY_LIST``/``_PATH``); or an import path (an object with
+        ``extract(geo, *, num, life)``, or a class). No network call is made here; a list file is
+        read now."""
+        config = self.config
+        mode = config.mode
+        if mode == "custom":
+            obj = self._load("PROXYPOOL_SOURCE", config.source)
+            if not callable(getattr(obj, "extract", None)):
+                raise ConfigError(
+                    "PROXYPOOL_SOURCE must be an object with an extract(geo, *, num, life) "
+                    f"method, not {type(obj).__name__}",
+                    field="PROXYPOOL_SOURCE",
                 )
-            except ConfigError as exc:  # say which setting, not which parameter
-                session.close()
-                setting = _CLIENT_SETTINGS.get(exc.field or "", "PROXYPOOL_API_URL")
+            return obj  # type: ignore[no-any-return]
+        if mode == "list":
+            setting = config.proxy_list_setting
+            entries = config.proxy_list
+            assert entries is not None  # read_settings requires it in list mode
+            try:
+                return ListSource(Path(entries) if isinstance(entries, str) else entries)
+            except ConfigError as exc:
                 raise ConfigError(f"{setting}: {exc}", field=setting) from None
-            self._http = session
-            return client
-        obj = self._load("PROXYPOOL_SOURCE", spec)
-        if not callable(getattr(obj, "extract", None)):
-            raise ConfigError(
-                "PROXYPOOL_SOURCE must be an object with an extract(geo, *, num, life) method, "
-                f"not {type(obj).__name__}",
-                field="PROXYPOOL_SOURCE",
+        client = self._provider_client() if config.app_key is not None else None
+        if mode == "gateway":
+            assert config.gateway is not None  # read_settings requires it
+            return GatewaySource(
+                config.gateway,
+                config.gateway_user,
+                config.gateway_password,
+                format=config.gateway_format,
+                client=client,
             )
-        return obj  # type: ignore[no-any-return]
+        assert client is not None  # read_settings requires the key for these modes
+        if mode == "static":
+            return StaticIPSource(client)
+        return client
+
+    def _provider_client(self) -> ProviderClient:
+        """A client of the provider's API, on a session of our own, so closing the spider can
+        cut the calls in flight."""
+        session = AbortableSession()
+        try:
+            client = ProviderClient(
+                self.config.app_key,
+                base_url=self.config.api_url,
+                timeout=self.config.api_timeout,
+                session=session,
+                sleep=session.sleep,
+            )
+        except ConfigError as exc:  # say which setting, not which parameter
+            session.close()
+            setting = _CLIENT_SETTINGS.get(exc.field or "", "PROXYPOOL_API_URL")
+            raise ConfigError(f"{setting}: {exc}", field=setting) from None
+        self._http = session
+        return client
 
     def build_pool(self, source: CheckedSource) -> ProxyPool:
         """The pool, fed by ``source``. Geographies are validated with the provider's location
         lists when the wrapped source is the provider (``catalog_for``)."""
         catalog = catalog_for(source)
         config = self.config
+        inner = source.source
+        min_size = config.min_size
+        if isinstance(inner, ListSource):
+            if not config.geo.is_anywhere:
+                raise ConfigError(
+                    f"PROXYPOOL_GEO: a proxy list has no geography, so {str(config.geo)!r} "
+                    "cannot be served from it; leave PROXYPOOL_GEO unset",
+                    field="PROXYPOOL_GEO",
+                )
+            # The whole list is the pool: below it there is nothing more to fetch.
+            min_size = min(min_size, len(inner))
+        if isinstance(inner, StaticIPSource) and (config.geo.state or config.geo.city):
+            raise ConfigError(
+                f"PROXYPOOL_GEO: static IPs are listed by country only, not {str(config.geo)!r}",
+                field="PROXYPOOL_GEO",
+            )
+        if config.max_extracted is not None and not source.paid:
+            raise ConfigError(
+                f"PROXYPOOL_MAX_EXTRACTED caps the IPs bought by extraction; with "
+                f"PROXYPOOL_SOURCE = {config.mode!r} nothing is bought per IP: leave it unset",
+                field="PROXYPOOL_MAX_EXTRACTED",
+            )
         return ProxyPool(
             source,
             geo=config.geo,
             life=config.life,
             batch=config.batch,
-            min_size=config.min_size,
+            min_size=min_size,
             strategy=config.strategy,
             expiry_margin=config.expiry_margin,
             max_failures=config.max_failures,
@@ -1184,7 +1245,10 @@ class ProxyPoolMiddleware:
             self.stats.set_value(f"proxypool/{name}", pool_stats[name])
         counters = self.source.counters()
         self.stats.set_value("proxypool/extractions", counters.extractions)
-        self.stats.set_value("proxypool/extracted", counters.extracted)
+        if self.source.paid:
+            self.stats.set_value("proxypool/extracted", counters.extracted)
+        else:  # a gateway's sessions, static IPs, a list: nothing bought per IP
+            self.stats.set_value("proxypool/minted", counters.extracted)
         self.stats.set_value("proxypool/rejected", counters.rejected)
         live = pool_stats["live"]
         self.stats.set_value("proxypool/live", sum(live.values()))

@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxypool._env import API_URL_ENV, APP_KEY_ENV
+from proxypool._env import API_URL_ENV, APP_KEY_ENV, GATEWAY_PASSWORD_ENV, GATEWAY_USER_ENV
 from proxypool._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 from proxypool.policy import DEFAULT_BAN_STATUSES, STRATEGIES
+from proxypool.sources import GATEWAY_FORMATS, _compile, _gateway_address
 
-__all__ = ["DEFAULTS", "ProxyPoolSettings", "SettingsLike", "read_settings"]
+__all__ = ["DEFAULTS", "SOURCE_MODES", "ProxyPoolSettings", "SettingsLike", "read_settings"]
 
 
 #: Every setting the middleware reads, with its default. Units: LIFE in minutes; API_TIMEOUT,
@@ -33,6 +34,11 @@ DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_API_URL": None,
     "PROXYPOOL_API_TIMEOUT": 10.0,
     "PROXYPOOL_SOURCE": None,
+    "PROXYPOOL_GATEWAY": None,
+    "PROXYPOOL_GATEWAY_USER": None,
+    "PROXYPOOL_GATEWAY_PASSWORD": None,
+    "PROXYPOOL_GATEWAY_FORMAT": "smartproxy",
+    "PROXYPOOL_PROXY_LIST": None,
     "PROXYPOOL_GEO": None,
     "PROXYPOOL_LIFE": 10,
     "PROXYPOOL_BATCH": 20,
@@ -54,6 +60,13 @@ DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_BAN_STORM_CLOSE": False,
 }
 
+#: ``PROXYPOOL_SOURCE`` names: where the proxies come from (see ``proxypool.sources``).
+SOURCE_MODES = ("extract", "gateway", "static", "list")
+
+#: scrapy-rotating-proxies' settings, read when no proxypool source is set.
+ROTATING_LIST = "ROTATING_PROXY_LIST"
+ROTATING_LIST_PATH = "ROTATING_PROXY_LIST_PATH"
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -70,9 +83,11 @@ class ProxyPoolSettings:
 
     Units: ``life`` in minutes; ``api_timeout``, ``expiry_margin``, ``check_timeout``,
     ``wait_timeout`` and ``ban_storm_cooldown`` in seconds. ``ban_storm_batches`` is None when
-    ban-storm detection is off (``PROXYPOOL_BAN_STORM_BATCHES = 0``). ``source`` and
-    ``ban_policy`` are import paths or objects, loaded by the middleware. ``app_key`` is a secret
-    and is left out of ``repr``.
+    ban-storm detection is off (``PROXYPOOL_BAN_STORM_BATCHES = 0``). ``mode`` is one of
+    ``SOURCE_MODES``, or ``"custom"`` when ``source`` (an import path or object, loaded by the
+    middleware, as ``ban_policy``) supplies the proxies. ``proxy_list``: the list's entries, or
+    a path (``str``) of a file of them; ``proxy_list_setting`` the setting it came from.
+    ``app_key`` and ``gateway_password`` are secrets and are left out of ``repr``.
     """
 
     enabled: bool = True
@@ -80,6 +95,13 @@ class ProxyPoolSettings:
     api_url: str | None = None
     api_timeout: float = 10.0
     source: Any = None
+    mode: str = "extract"
+    gateway: str | None = None
+    gateway_user: str | None = None
+    gateway_password: str | None = field(default=None, repr=False)
+    gateway_format: str = "smartproxy"
+    proxy_list: tuple[str, ...] | str | None = None
+    proxy_list_setting: str = "PROXYPOOL_PROXY_LIST"
     geo: Geo = field(default_factory=Geo)
     life: int = 10
     batch: int = 20
@@ -256,6 +278,91 @@ def _import_paths_or_objects(settings: SettingsLike, name: str) -> tuple[Any, ..
     return tuple(found)
 
 
+def _source(settings: SettingsLike) -> tuple[str, Any]:
+    """``PROXYPOOL_SOURCE`` as ``(mode, import path or object)``; unset: ``"list"`` when a
+    proxy list is set (ours or scrapy-rotating-proxies'), else ``"extract"``."""
+    name = "PROXYPOOL_SOURCE"
+    value = _text(settings.get(name))
+    if value is None or value == "":
+        listed = any(
+            _text(settings.get(key)) not in (None, "", [], ())
+            for key in ("PROXYPOOL_PROXY_LIST", ROTATING_LIST, ROTATING_LIST_PATH)
+        )
+        return ("list" if listed else "extract"), None
+    if isinstance(value, str) and value.lower() in SOURCE_MODES:
+        return value.lower(), None
+    if isinstance(value, str) and ("." not in value or any(c.isspace() for c in value)):
+        raise ConfigError(
+            f"{name} must be one of {', '.join(map(repr, SOURCE_MODES))} or an import path like "
+            f"'myproject.sources.Name' (or the object itself), got {_shown(value)}",
+            field=name,
+        )
+    return "custom", value
+
+
+def _proxy_list(settings: SettingsLike) -> tuple[tuple[str, ...] | str | None, str]:
+    """The proxy list (entries, or a file path as ``str``) and the setting it came from:
+    ``PROXYPOOL_PROXY_LIST`` (a list, or a path), else scrapy-rotating-proxies'
+    ``ROTATING_PROXY_LIST`` (a list, or comma-separated) or ``ROTATING_PROXY_LIST_PATH``."""
+    for name in ("PROXYPOOL_PROXY_LIST", ROTATING_LIST, ROTATING_LIST_PATH):
+        value = _text(settings.get(name))
+        if value is None or value == "" or value in ([], ()):
+            continue
+        if isinstance(value, str):
+            if name == ROTATING_LIST:  # Scrapy's getlist(): comma-separated on the command line
+                return tuple(v.strip() for v in value.split(",") if v.strip()), name
+            return value, name  # a path
+        if isinstance(value, os.PathLike):
+            return os.fspath(value), name
+        if name != ROTATING_LIST_PATH and isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must hold proxy URLs or host:port strings", field=name)
+            return tuple(value), name
+        allowed = "a file path" if name == ROTATING_LIST_PATH else "a list of proxy URLs or a path"
+        raise ConfigError(f"{name} must be {allowed}, got {type(value).__name__}", field=name)
+    return None, "PROXYPOOL_PROXY_LIST"
+
+
+def _gateway_settings(settings: SettingsLike, env: Mapping[str, str]) -> dict[str, Any]:
+    """The gateway settings, checked for form when set (also outside gateway mode)."""
+    found: dict[str, Any] = {}
+    gateway = _optional_text(settings, "PROXYPOOL_GATEWAY")
+    if gateway is not None:
+        try:
+            _gateway_address(gateway)
+        except ConfigError as exc:
+            raise ConfigError(f"PROXYPOOL_GATEWAY: {exc}", field="PROXYPOOL_GATEWAY") from None
+    found["gateway"] = gateway
+    user = _optional_text(settings, "PROXYPOOL_GATEWAY_USER") or env.get(GATEWAY_USER_ENV) or None
+    if user is not None and any(c.isspace() or c in ":@" for c in user):
+        raise ConfigError(
+            "PROXYPOOL_GATEWAY_USER must be the proxy account's name, without spaces, ':' or '@'",
+            field="PROXYPOOL_GATEWAY_USER",
+        )
+    found["gateway_user"] = user
+    found["gateway_password"] = (
+        _optional_text(settings, "PROXYPOOL_GATEWAY_PASSWORD")
+        or env.get(GATEWAY_PASSWORD_ENV)
+        or None
+    )
+    fmt = _text(_raw(settings, "PROXYPOOL_GATEWAY_FORMAT"))
+    if not isinstance(fmt, str) or (fmt not in GATEWAY_FORMATS and "{" not in fmt):
+        raise ConfigError(
+            "PROXYPOOL_GATEWAY_FORMAT must be one of "
+            f"{', '.join(map(repr, sorted(GATEWAY_FORMATS)))} or a template with {{user}} and "
+            f"{{session}}, got {_shown(fmt)}",
+            field="PROXYPOOL_GATEWAY_FORMAT",
+        )
+    try:
+        _compile(GATEWAY_FORMATS.get(fmt, fmt))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"PROXYPOOL_GATEWAY_FORMAT: {exc}", field="PROXYPOOL_GATEWAY_FORMAT"
+        ) from None
+    found["gateway_format"] = fmt
+    return found
+
+
 def _geo(settings: SettingsLike, name: str) -> Geo:
     value = _text(settings.get(name))
     try:
@@ -285,22 +392,52 @@ def read_settings(
     """Read every ``PROXYPOOL_*`` setting from Scrapy ``settings`` (or a dict).
 
     ``PROXYPOOL_APP_KEY`` and ``PROXYPOOL_API_URL`` fall back to the environment variables of the
-    same names (``environ``, default ``os.environ``); both are required unless
-    ``PROXYPOOL_SOURCE`` supplies the proxies. With ``PROXYPOOL_ENABLED`` false nothing else is
+    same names (``environ``, default ``os.environ``), as do the gateway's user and password; the
+    key and URL are required where the provider's API is used: extraction, static IPs, and a
+    gateway whose password is to be looked up. With ``PROXYPOOL_ENABLED`` false nothing else is
     read (a disabled middleware must not fail on the rest). Raises ``ConfigError`` naming the first
-    bad setting and what it allows; never does I/O. The app_key is never part of a message.
+    bad setting and what it allows; never does I/O. Secrets are never part of a message.
     """
     env = os.environ if environ is None else environ
     if not _bool(settings, "PROXYPOOL_ENABLED"):
         return ProxyPoolSettings(enabled=False)
-    source = _import_path_or_object(settings, "PROXYPOOL_SOURCE")
+    mode, source = _source(settings)
+    proxy_list, list_setting = _proxy_list(settings)
+    gateway = _gateway_settings(settings, env)
     app_key = _optional_text(settings, "PROXYPOOL_APP_KEY") or env.get(APP_KEY_ENV) or None
     api_url = _optional_text(settings, "PROXYPOOL_API_URL") or env.get(API_URL_ENV) or None
-    if source is None:
+    if mode == "list" and proxy_list is None:
+        raise ConfigError(
+            "PROXYPOOL_PROXY_LIST is not set: with PROXYPOOL_SOURCE = 'list' give the proxies "
+            "(a list of URLs or host:port, or the path of a file of them)",
+            field="PROXYPOOL_PROXY_LIST",
+        )
+    if mode == "gateway":
+        if gateway["gateway"] is None:
+            raise ConfigError(
+                "PROXYPOOL_GATEWAY is not set: with PROXYPOOL_SOURCE = 'gateway' give the "
+                "provider's gateway as host:port",
+                field="PROXYPOOL_GATEWAY",
+            )
+        if gateway["gateway_user"] is None:
+            raise ConfigError(
+                "PROXYPOOL_GATEWAY_USER is not set: the proxy account's name (setting, or the "
+                f"environment variable {GATEWAY_USER_ENV})",
+                field="PROXYPOOL_GATEWAY_USER",
+            )
+    needs_api = mode in ("extract", "static") or (
+        mode == "gateway" and gateway["gateway_password"] is None
+    )
+    if needs_api:
         if app_key is None:
+            why = (
+                "; or set PROXYPOOL_GATEWAY_PASSWORD, so the password need not be looked up"
+                if mode == "gateway"
+                else ""
+            )
             raise ConfigError(
                 "PROXYPOOL_APP_KEY is not set: put the provider's app_key in the setting "
-                f"PROXYPOOL_APP_KEY or in the environment variable {APP_KEY_ENV}",
+                f"PROXYPOOL_APP_KEY or in the environment variable {APP_KEY_ENV}{why}",
                 field="PROXYPOOL_APP_KEY",
             )
         if api_url is None:
@@ -325,6 +462,10 @@ def read_settings(
         api_url=api_url,
         api_timeout=_seconds(settings, "PROXYPOOL_API_TIMEOUT", low=0.0, strict=True),
         source=source,
+        mode=mode,
+        proxy_list=proxy_list,
+        proxy_list_setting=list_setting,
+        **gateway,
         geo=_geo(settings, "PROXYPOOL_GEO"),
         life=life,
         batch=_int(settings, "PROXYPOOL_BATCH", low=1, high=MAX_EXTRACT_NUM),

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -234,6 +235,54 @@ def test_world_time_scale_shortens_lives() -> None:
         clock.now += 0.1
         world.gateway.sweep()
         assert world.gateway.usage(proxy.address).state == "ended"
+
+
+def test_world_records_the_connection_a_lease_end_cut_and_the_request_it_carried() -> None:
+    with SimWorld({"DE": 1}, pages=2, relay_latency=0.6) as world:
+        with ProviderClient(world.app_key, base_url=world.api_url) as client:
+            (cut_proxy,) = client.extract("DE", num=1, life=10)
+        failure: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                fetch(cut_proxy.url, world.target.url_for("/page/0"))
+            except requests.ConnectionError as exc:
+                failure.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        deadline = time.monotonic() + 5  # the request went through to the relay, which holds
+        while not world.gateway.usage(cut_proxy.address).used:  # it for its latency: cut now
+            assert time.monotonic() < deadline, "the request never reached the relay"
+            time.sleep(0.01)
+        world.end_leases()
+        sender.join(10)
+        assert failure, "the client got an answer through an ended lease"
+        deadline = time.monotonic() + 5
+        while world.target.count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with ProviderClient(world.app_key, base_url=world.api_url) as client:
+            (fresh,) = client.extract("DE", num=1, life=10)
+        assert fetch(fresh.url, world.target.url_for("/page/1")).status_code == 200
+        deadline = time.monotonic() + 5
+        while len(world.forwarded()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hits = {hit.path: hit for hit in world.target.hits()}
+        forwarded = world.forwarded()
+    cut_hit, fresh_hit = hits["/page/0"], hits["/page/1"]  # the relay forwarded it anyway
+    (cut,) = [conn for conn in forwarded if conn.cut]
+    (kept,) = [conn for conn in forwarded if not conn.cut]
+    assert (cut.relay, cut.port, cut.lease) == (
+        "relay-0",
+        cut_hit.relay_peer_port,
+        cut_proxy.address,
+    )
+    assert cut_hit.relayed_at is not None and cut.opened_at <= cut_hit.relayed_at
+    assert (kept.relay, kept.port, kept.lease) == (
+        "relay-0",
+        fresh_hit.relay_peer_port,
+        fresh.address,
+    )
 
 
 def test_world_killed_relay_goes_offline_and_is_no_longer_handed_out() -> None:

@@ -1020,6 +1020,7 @@ def test_stats_count_what_happened(make_pool: MakePool, clock: FakeClock) -> Non
     assert stats == {
         "served": 5,
         "extracted": 5,
+        "minted": 0,
         "duplicates": 0,
         "refills": 1,
         "api_errors": 0,

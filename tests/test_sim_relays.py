@@ -20,6 +20,7 @@ from proxypool.errors import ConfigError
 from proxypool.models import Proxy
 from proxypool.sim.relays import (
     RELAY_HEADER,
+    RELAYED_AT_HEADER,
     RelayFleet,
     port_for_source_ip,
     source_ip_for_port,
@@ -128,6 +129,25 @@ def test_a_client_cannot_spoof_the_relay_header(
     assert via_relay.relay == "relay-1"
     assert direct.direct
     assert direct.relay is None
+
+
+def test_a_relay_stamps_when_it_got_a_request_before_its_latency(
+    make_relay_fleet: MakeFleet, target_site: TargetSite
+) -> None:
+    (relay,) = make_relay_fleet(1, latency=0.3).relays
+    before = time.monotonic()
+    requests.get(
+        target_site.url_for("/"),
+        proxies={"http": relay.url},
+        headers={RELAYED_AT_HEADER: "1.5"},  # a client cannot set it
+        timeout=10,
+    )
+    requests.get(target_site.url_for("/"), headers={RELAYED_AT_HEADER: "1.5"}, timeout=10)
+
+    via_relay, direct = target_site.hits()
+    assert via_relay.relayed_at is not None
+    assert before <= via_relay.relayed_at <= via_relay.at - 0.3  # stamped before the latency
+    assert direct.relayed_at is None  # no relay: nothing to tell, whatever the client sent
 
 
 def test_a_killed_relay_refuses_and_a_revived_one_serves_on_the_same_port(
@@ -340,6 +360,7 @@ def test_the_plugin_encodes_source_addresses_like_the_fleet_decodes_them(port: i
 
     assert _relay_plugin.source_ip_for_port(port) == source_ip_for_port(port)
     assert _relay_plugin._HEADER.decode() == RELAY_HEADER
+    assert _relay_plugin._RELAYED_AT.decode() == RELAYED_AT_HEADER
 
 
 @pytest.mark.parametrize("ip", ["127.0.0.1", "10.0.0.1", "::1", "127.0.1.1", "127.x.1.1"])

@@ -6,6 +6,10 @@ caller's process. Per relay it:
 - sets ``X-Proxypool-Relay: <name>`` on every plain-HTTP request it forwards (replacing any value
   the client sent, so it cannot be spoofed through the relay), and drops ``Proxy-Authorization``
   from every one (proxy.py itself does so only for a connection's first request);
+- sets ``X-Proxypool-Relayed-At: <time.monotonic()>`` beside it: when the relay got the request,
+  before its latency, and ``X-Proxypool-Relay-Peer: <port>``: the port its client connected
+  from (so a test can tell which client connection carried the request, and whether that
+  connection was cut);
 - appends ``host:port`` of every CONNECT tunnel it opens to a per-relay file, so a test can tell
   which relay carried an https request (the tunnel is encrypted: no header can be added);
 - binds its upstream connections to a loopback source address derived from its own port
@@ -57,6 +61,8 @@ flags.add_argument(
 )
 
 _HEADER = b"X-Proxypool-Relay"  # = proxypool.sim.relays.RELAY_HEADER
+_RELAYED_AT = b"X-Proxypool-Relayed-At"  # = proxypool.sim.relays.RELAYED_AT_HEADER
+_PEER = b"X-Proxypool-Relay-Peer"  # = proxypool.sim.relays.RELAY_PEER_HEADER
 
 
 def source_ip_for_port(port: int) -> str:
@@ -102,6 +108,7 @@ class RelayTagPlugin(HttpProxyBasePlugin):
         return None, None
 
     def handle_client_request(self, request: HttpParser) -> HttpParser | None:
+        received = time.monotonic()
         if self._latency > 0:
             time.sleep(self._latency)
         if request.is_https_tunnel:
@@ -120,4 +127,7 @@ class RelayTagPlugin(HttpProxyBasePlugin):
         # proxy never forwards the client's proxy credentials to the site.
         request.del_header(b"Proxy-Authorization")
         request.add_header(_HEADER, self._name)  # replaces any client-sent value
+        request.add_header(_RELAYED_AT, repr(received).encode("ascii"))
+        peer = self.client.addr
+        request.add_header(_PEER, str(peer[1] if peer else 0).encode("ascii"))
         return request

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .._env import API_URL_ENV, APP_KEY_ENV
+from ..errors import ConfigError
 from .locations import DEFAULT_LOCATIONS, SimCountry, find_country, find_state
 
 __all__ = [
@@ -546,6 +547,47 @@ class ProviderSimulator:
         """How many addresses ``ip/v3`` has returned in total."""
         with self._lock:
             return self._ips_handed_out
+
+    def set_static_ips(
+        self,
+        addresses: Sequence[str],
+        *,
+        country_code: str = "US",
+        product_type: int = 25,
+        credentials: tuple[str, str] | None = None,
+        extra: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Replace the account's static IPs with one valid entry per ``"host:port"`` of
+        ``addresses`` (``country_code``, ``product_type``, 30 days left; ``credentials`` as
+        ``username``/``password`` fields when given), then the raw entries of ``extra`` as they
+        are (odd ones, for tolerance tests)."""
+        if product_type not in _STATIC_PRODUCT_TYPES:
+            raise ConfigError(
+                "product_type must be 25 (static residential) or 14 (datacenter)",
+                field="product_type",
+            )
+        now = self._clock()
+        trades = [p["trade_no"] for p in self._products if p["product_type"] == product_type]
+        entries: list[dict[str, Any]] = []
+        for n, address in enumerate(addresses):
+            host, _, port = address.rpartition(":")
+            entry: dict[str, Any] = {
+                "id": n + 1,
+                "ip": host,
+                "port": int(port),
+                "country_code": country_code,
+                "product_type": product_type,
+                "status": 1,
+                "trade_no": trades[0] if trades else "",
+                "created_at": _fmt(now - timedelta(days=1)),
+                "expired_at": _fmt(now + timedelta(days=30)),
+            }
+            if credentials is not None:
+                entry["username"], entry["password"] = credentials
+            entries.append(entry)
+        entries.extend(dict(item) for item in extra)
+        with self._lock:
+            self._static_ips = entries
 
     def clear_calls(self) -> None:
         """Forget the call log and the IP counter (state is kept)."""

@@ -3,7 +3,10 @@
 A :class:`RelayFleet` starts N relays on ``127.0.0.1``, each a proxy.py subprocess loaded with
 :mod:`proxypool.sim._relay_plugin`, which
 
-- tags every forwarded plain-HTTP request with ``X-Proxypool-Relay: <name>``;
+- tags every forwarded plain-HTTP request with ``X-Proxypool-Relay: <name>``, and with
+  ``X-Proxypool-Relayed-At: <time.monotonic()>`` read when the relay got the request (before its
+  latency), and ``X-Proxypool-Relay-Peer: <port>``, the port its client connected from, so a
+  test can tell which client connection carried a request and when the relay had it;
 - appends ``host:port`` of each CONNECT tunnel to a per-relay file (:meth:`Relay.tunnels`);
 - connects upstream from a loopback source address derived from the relay's port
   (:func:`source_ip_for_port`), so a target tells relayed from direct traffic, https included.
@@ -49,7 +52,9 @@ from proxypool.errors import ConfigError
 from proxypool.models import Proxy
 
 __all__ = [
+    "RELAYED_AT_HEADER",
     "RELAY_HEADER",
+    "RELAY_PEER_HEADER",
     "Relay",
     "RelayFleet",
     "RelayStartError",
@@ -61,6 +66,11 @@ logger = logging.getLogger(__name__)
 
 #: Header the relays set on every plain-HTTP request they forward: the relay's name.
 RELAY_HEADER = "X-Proxypool-Relay"
+#: Header the relays set beside it: ``time.monotonic()`` (the machine's clock, shared by every
+#: process here) when the relay got the request, before its latency. See ``Hit.relayed_at``.
+RELAYED_AT_HEADER = "X-Proxypool-Relayed-At"
+#: And the port its client connected from (see ``Hit.relay_peer_port``).
+RELAY_PEER_HEADER = "X-Proxypool-Relay-Peer"
 
 _PLUGIN_FILE = str(Path(__file__).resolve().with_name("_relay_plugin.py"))
 _PLUGIN = "_proxypool_relay_plugin.RelayTagPlugin"

@@ -45,7 +45,12 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from proxypool.errors import ConfigError
-from proxypool.sim.relays import RELAY_HEADER, port_for_source_ip
+from proxypool.sim.relays import (
+    RELAY_HEADER,
+    RELAY_PEER_HEADER,
+    RELAYED_AT_HEADER,
+    port_for_source_ip,
+)
 
 __all__ = ["CAPTCHA_MARKER", "Ban", "Hit", "TargetSite"]
 
@@ -98,6 +103,30 @@ class Hit:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+    @property
+    def relayed_at(self) -> float | None:
+        """When the relay got this request (``time.monotonic()``, read by the relay before its
+        latency), from its ``X-Proxypool-Relayed-At`` header; ``None`` for a direct request or
+        an https one (the tunnel is opaque to the relay). Same clock as ``at`` by default."""
+        if self.relay_port is None:
+            return None
+        value = self.header(RELAYED_AT_HEADER)
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def relay_peer_port(self) -> int | None:
+        """The port the relay's client connected from (its ``X-Proxypool-Relay-Peer`` header):
+        with ``relay``, it names the client connection that carried the request (a lease
+        gateway's connection to the relay: see ``proxypool.sim.world.Forwarded``). ``None`` as
+        for ``relayed_at``."""
+        if self.relay_port is None:
+            return None
+        value = self.header(RELAY_PEER_HEADER)
+        return int(value) if value is not None and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from .target import TargetSite
 
 __all__ = [
     "DEFAULT_LAYOUT",
+    "Forwarded",
     "Lease",
     "LeaseGateway",
     "LeaseUsage",
@@ -139,14 +140,32 @@ class LeaseUsage:
         return self.bytes_in > 0
 
 
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A connection the gateway forwarded to a relay, once it ended: ``relay``, ``port`` (the
+    gateway's end of the connection to the relay, as the relay saw it: ``Hit.relay_peer_port``),
+    ``lease`` (address), ``opened_at`` (once connected to the relay, before the relay could get
+    anything on it) and ``ended_at`` (world clock). ``cut``: the gateway reset it (its lease
+    ended or its port closed) while it was open; a request the relay got on it and had not
+    answered by then never reached the client, which saw a reset instead."""
+
+    relay: str
+    port: int
+    lease: str
+    opened_at: float
+    ended_at: float
+    cut: bool
+
+
 class _Pair:
     """A forwarded connection: the client's socket and the one to the relay."""
 
-    __slots__ = ("client", "reset", "upstream")
+    __slots__ = ("client", "opened_at", "reset", "upstream")
 
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, client: socket.socket, upstream: socket.socket, opened_at: float) -> None:
         self.client = client
         self.upstream = upstream
+        self.opened_at = opened_at
         self.reset = False
 
     def shut(self, *, reset: bool) -> None:
@@ -236,6 +255,7 @@ class LeaseGateway:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._closed = False
+        self._forwarded: list[Forwarded] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -344,6 +364,11 @@ class LeaseGateway:
                 if state.lease.address == address:
                     return state.usage()
         raise KeyError(f"no lease at {address}")
+
+    def forwarded(self) -> list[Forwarded]:
+        """Every forwarded connection that has ended, in the order they ended."""
+        with self._lock:
+            return list(self._forwarded)
 
     def sweep(self) -> list[Lease]:
         """End the leases whose time has come (and close ports whose linger is over); returns
@@ -500,7 +525,7 @@ class LeaseGateway:
                 state.upstream_failures += 1
             _reset(client)
             return
-        pair = _Pair(client, upstream)
+        pair = _Pair(client, upstream, self._clock())
         with self._lock:
             live = state.state == "active"
             if live:
@@ -515,8 +540,22 @@ class LeaseGateway:
         try:
             self._pipe(state, pair)
         finally:
+            try:
+                port = upstream.getsockname()[1]
+            except OSError:
+                port = 0
             with self._lock:
                 state.pairs.discard(pair)
+                self._forwarded.append(
+                    Forwarded(
+                        relay.name,
+                        port,
+                        state.lease.address,
+                        pair.opened_at,
+                        self._clock(),
+                        pair.reset,
+                    )
+                )
             if pair.reset:
                 _reset(client)
             else:
@@ -793,6 +832,11 @@ class SimWorld:
     def leases(self) -> list[LeaseUsage]:
         """Every lease handed out so far, with what happened to it."""
         return self.gateway.leases()
+
+    def forwarded(self) -> list[Forwarded]:
+        """Every connection the lease gateway forwarded to a relay, once ended (see
+        ``Forwarded``)."""
+        return self.gateway.forwarded()
 
     def lease_relays(self) -> dict[str, str]:
         """Leased address (``"host:port"``) -> relay name, for every lease so far."""
