@@ -15,6 +15,7 @@ __all__ = [
     "DEMO_PROXY_AUTH_ENV",
     "DEMO_RECORD_ENV",
     "DEMO_TARGET_ENV",
+    "GATEWAY_ENV",
     "GATEWAY_PASSWORD_ENV",
     "GATEWAY_USER_ENV",
 ]
@@ -35,6 +36,8 @@ DEMO_LOG_LEVEL_ENV = "PROXYPOOL_DEMO_LOG_LEVEL"
 DEMO_RECORD_ENV = "PROXYPOOL_DEMO_RECORD"
 DEMO_TARGET_ENV = "PROXYPOOL_DEMO_TARGET"
 
+#: The rotating gateway's ``host:port`` (Scrapy's ``PROXYPOOL_GATEWAY``, ``proxypool gateway url``).
+GATEWAY_ENV = "PROXYPOOL_GATEWAY"
 #: ``GatewaySource``: the proxy account's username and password, when not given.
 GATEWAY_USER_ENV = "PROXYPOOL_GATEWAY_USER"
 GATEWAY_PASSWORD_ENV = "PROXYPOOL_GATEWAY_PASSWORD"

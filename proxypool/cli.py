@@ -27,8 +27,14 @@ from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from ._env import API_URL_ENV, APP_KEY_ENV
-from ._redact import redact, secret_forms
+from ._env import (
+    API_URL_ENV,
+    APP_KEY_ENV,
+    GATEWAY_ENV,
+    GATEWAY_PASSWORD_ENV,
+    GATEWAY_USER_ENV,
+)
+from ._redact import REDACTED, redact, secret_forms
 from ._validate import check_alnum
 from ._version import __version__
 from .errors import ConfigError, ProxyPoolError
@@ -126,13 +132,15 @@ class _Output:
             console.width = PIPE_WIDTH
         return console
 
-    def json(self, value: Any) -> None:
+    def json(self, value: Any, *, reveal: bool = False) -> None:
         text = json.dumps(value, indent=2, ensure_ascii=False)
-        self.stdout.write(self._clean(text) + "\n")
+        self.stdout.write(self._clean(text, reveal=reveal) + "\n")
         self.stdout.flush()
 
-    def line(self, text: str = "") -> None:
-        self.stdout.write(self._clean(text) + "\n")
+    def line(self, text: str = "", *, reveal: bool = False) -> None:
+        """``reveal``: the user asked to see a password in a URL (``--show-password``), so
+        URL credentials stay; the app_key and kept secrets are masked all the same."""
+        self.stdout.write(self._clean(text, reveal=reveal) + "\n")
         self.stdout.flush()
 
     def note(self, text: str) -> None:
@@ -143,6 +151,11 @@ class _Output:
             self.stderr.flush()
         else:
             self.line(text)
+
+    def aside(self, text: str) -> None:
+        """A remark that must stay off stdout, whose one line a shell captures (``$(...)``)."""
+        self.stderr.write(self._clean(text) + "\n")
+        self.stderr.flush()
 
     def table(self, table: Table) -> None:
         # rich renders into a string first so the redaction sees the final text.
@@ -162,7 +175,11 @@ class _Output:
         if secret:
             self._secrets.extend(secret_forms(secret))
 
-    def _clean(self, text: str) -> str:
+    def _clean(self, text: str, *, reveal: bool = False) -> str:
+        if reveal:
+            for secret in sorted(set(self._secrets), key=len, reverse=True):
+                text = text.replace(secret, REDACTED)
+            return text
         return redact(text, self._secrets)
 
 
@@ -418,6 +435,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--trade-no", metavar="T", help="one order number")
     sub.add_argument("--page", type=int, default=1, metavar="N", help="page number (1)")
     sub.add_argument("--size", type=int, default=20, metavar="N", help="page size (20)")
+
+    # the rotating gateway
+    gateway = commands.add_parser(
+        "gateway", help="the rotating gateway the proxy accounts crawl through"
+    )
+    gateway_actions = gateway.add_subparsers(title="actions", metavar="ACTION", required=True)
+    sub = command(
+        gateway_actions,
+        "url",
+        _cmd_gateway_url,
+        "a proxy URL for one gateway session, ready for curl -x (password masked unless "
+        "--show-password)",
+    )
+    sub.add_argument(
+        "--gateway", metavar="HOST:PORT", help=f"the gateway (default: ${GATEWAY_ENV})"
+    )
+    sub.add_argument(
+        "--user", metavar="U", help=f"the proxy account (default: ${GATEWAY_USER_ENV})"
+    )
+    sub.add_argument("--geo", metavar="CC[/STATE[/CITY]]", help="where to exit, e.g. US/California")
+    sub.add_argument("--life", type=int, metavar="MIN", help="minutes the session keeps its IP")
+    sub.add_argument("--session", metavar="ID", help="session id (default: a fresh random one)")
+    sub.add_argument(
+        "--format",
+        default="smartproxy",
+        metavar="NAME",
+        help="username grammar: smartproxy (default), sessid, zone, customer, or a template",
+    )
+    sub.add_argument("--show-password", action="store_true", help="print the password in clear")
 
     # demo
     sub = command(
@@ -937,6 +983,76 @@ def _cmd_extract(args: argparse.Namespace, out: _Output) -> int:
     else:
         for proxy in proxies:
             out.line(proxy.address)
+    return EXIT_OK
+
+
+# -- the rotating gateway -------------------------------------------------------------------------
+
+
+def _cmd_gateway_url(args: argparse.Namespace, out: _Output) -> int:
+    from urllib.parse import quote
+
+    from .geo import Geo, LocationCatalog
+    from .sources import GatewaySource
+    from .sources import _gateway_address as gateway_address
+
+    address = args.gateway or os.environ.get(GATEWAY_ENV)
+    if not address:
+        raise ConfigError(
+            f"no gateway: pass --gateway HOST:PORT or set {GATEWAY_ENV}", field="gateway"
+        )
+    gateway_address(address)  # (a bad address is said first)
+    user = args.user or os.environ.get(GATEWAY_USER_ENV)
+    if not user:
+        raise ConfigError(
+            f"no proxy account: pass --user U or set {GATEWAY_USER_ENV}", field="username"
+        )
+    geo = Geo.parse(args.geo) if args.geo else None
+    password = os.environ.get(GATEWAY_PASSWORD_ENV) or None
+    api = bool(os.environ.get(APP_KEY_ENV))
+    if password is None and not api:
+        raise ConfigError(
+            f"no password: set {GATEWAY_PASSWORD_ENV}, or {APP_KEY_ENV} to look it up among "
+            "the proxy accounts",
+            field="password",
+        )
+    # Everything is checked before any call: the address, the grammar, the life, the session.
+    source = GatewaySource(address, user, password or "-", format=args.format)
+    source.username_for(geo, life=args.life, session=args.session or "check")
+    if api:
+        with _client(args) as client:
+            if geo is not None and not geo.is_anywhere:
+                geo = LocationCatalog(client).validate(geo)  # the catalog's tokens go in
+            if password is None:
+                source = GatewaySource(address, user, format=args.format, client=client)
+                password = source.password()
+    elif geo is not None and not geo.is_anywhere:
+        out.aside(f"{geo} is used as typed: set {APP_KEY_ENV} to check it against the locations")
+    assert password is not None
+    username = source.username_for(geo, life=args.life, session=args.session)
+    if not args.show_password:
+        out.keep_secret(password)
+    host = f"[{source.host}]" if ":" in source.host else source.host
+    if args.show_password:
+        url = f"http://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{source.port}"
+    else:
+        url = f"http://{quote(username, safe='')}:{REDACTED}@{host}:{source.port}"
+    if out.as_json:
+        out.json(
+            {
+                "url": url,
+                "gateway": f"{host}:{source.port}",
+                "username": username,
+                "geo": None if geo is None or geo.is_anywhere else str(geo),
+                "life": args.life,
+                "password_shown": bool(args.show_password),
+            },
+            reveal=args.show_password,
+        )
+    else:
+        out.line(url, reveal=args.show_password)
+        if not args.show_password:
+            out.aside("password masked: add --show-password to print it (curl -x needs it)")
     return EXIT_OK
 
 

@@ -1097,6 +1097,8 @@ class ProxyPoolMiddleware:
             self._report(proxy, parsed.hostname)
             self.stats.inc_value("proxypool/proxy_errors")
             self.stats.inc_value("proxypool/proxy_errors/407")
+            if parsed.scheme == "http" and self._gateway_refused():
+                raise IgnoreRequest("proxypool: the gateway refused the proxy account (407)")
             # Over https a proxy refuses the CONNECT (a TunnelError, never a response), so a 407
             # response came through the tunnel from the site, which got the request. Over http
             # a forward proxy answers 407 before forwarding anything.
@@ -1145,6 +1147,10 @@ class ProxyPoolMiddleware:
             return None
         if status in _TARGET_UNREACHABLE:
             return self._target_unreachable(request, proxy, status)
+        if status == 407 and self._gateway_refused():
+            self.stats.inc_value("proxypool/proxy_errors")
+            self.stats.inc_value("proxypool/proxy_errors/407")
+            return None  # the errback gets the refusal; the spider is closing
         self._report(proxy, urlparse_cached(request).hostname)
         self.stats.inc_value("proxypool/proxy_errors")
         self.stats.inc_value(f"proxypool/proxy_errors/{name}")
@@ -1153,6 +1159,23 @@ class ProxyPoolMiddleware:
             self._not_replayed(request, None, f"{name}: it may have reached the site")
             return None
         return self._retry(request, proxy, f"{name} via {proxy}")
+
+    def _gateway_refused(self) -> bool:
+        """A 407 from the provider's rotating gateway refuses the account itself (a wrong
+        password, a disabled account, its traffic limit reached): every session would get the
+        same, so the crawl stops here, as when the API refuses the account. False for other
+        sources, whose proxies each have their own credentials."""
+        source = self.source.source if self.source is not None else None
+        if not isinstance(source, GatewaySource):
+            return False
+        self._fatal(
+            AccountError(
+                f"the gateway {source.host}:{source.port} refused proxy account "
+                f"{source.username!r} (HTTP 407: a wrong password, a disabled account, or its "
+                "traffic limit reached; see `proxypool accounts list`)"
+            )
+        )
+        return True
 
     def _target_unreachable(
         self, request: Request, proxy: Proxy, status: int | None

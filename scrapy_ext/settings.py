@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxypool._env import API_URL_ENV, APP_KEY_ENV, GATEWAY_PASSWORD_ENV, GATEWAY_USER_ENV
+from proxypool._env import (
+    API_URL_ENV,
+    APP_KEY_ENV,
+    GATEWAY_ENV,
+    GATEWAY_PASSWORD_ENV,
+    GATEWAY_USER_ENV,
+)
 from proxypool._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
@@ -326,7 +332,7 @@ def _proxy_list(settings: SettingsLike) -> tuple[tuple[str, ...] | str | None, s
 def _gateway_settings(settings: SettingsLike, env: Mapping[str, str]) -> dict[str, Any]:
     """The gateway settings, checked for form when set (also outside gateway mode)."""
     found: dict[str, Any] = {}
-    gateway = _optional_text(settings, "PROXYPOOL_GATEWAY")
+    gateway = _optional_text(settings, "PROXYPOOL_GATEWAY") or env.get(GATEWAY_ENV) or None
     if gateway is not None:
         try:
             _gateway_address(gateway)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1444,3 +1445,92 @@ def test_render_bar() -> None:
     assert render_bar(1, 800, 10) == "▏"  # 1/80 of the width rounds to one eighth
     assert render_bar(0.001, 100, 10) == "▏"  # never invisible when not zero
     assert render_bar(55, 100, 10) == "█████▌"
+
+
+# -- gateway url ----------------------------------------------------------------------------------
+
+GATEWAY = "gw.example.net:3120"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_gateway_url_looks_the_password_up_validates_the_place_and_masks_it(
+    provider: HTTPServer, api_url: str, as_json: bool
+) -> None:
+    serve(provider, "GET", f"{PREFIX}/whitelist-account/list", ACCOUNTS)
+    serve(provider, "GET", f"{PREFIX}/ip/dynamic-states", STATES)
+    argv = ["gateway", "url", "--user", "alice01", "--geo", "us/california", "--life", "15"]
+    argv += ["--session", "Ab12Cd34", *(["--json"] if as_json else [])]
+    result = run_cli(*argv, api_url=api_url, env={"PROXYPOOL_GATEWAY": GATEWAY})
+    assert result.rc == 0, result.err
+    username = "alice01_area-US_state-California_life-15_session-Ab12Cd34"  # canonical tokens
+    expected = f"http://{username}:***@{GATEWAY}"
+    if as_json:
+        data = json.loads(result.out)
+        assert data["url"] == expected and data["username"] == username
+        assert (data["gateway"], data["geo"], data["password_shown"]) == (
+            GATEWAY,
+            "US/California",
+            False,
+        )
+    else:
+        assert result.out == expected + "\n"
+    if not as_json:
+        assert "--show-password" in result.err  # said on stderr: stdout stays one URL
+    assert "PwAlice777" not in result.out + result.err
+    assert [s.path for s in sent(provider)] == [
+        f"{PREFIX}/ip/dynamic-states",
+        f"{PREFIX}/whitelist-account/list",
+    ]
+
+
+def test_gateway_url_shows_the_password_when_asked_and_works_offline_with_one(
+    api_url: str,
+) -> None:
+    env = {
+        "PROXYPOOL_GATEWAY": GATEWAY,
+        "PROXYPOOL_GATEWAY_USER": "crawler01",
+        "PROXYPOOL_GATEWAY_PASSWORD": "Pw4Gateway",
+        "PROXYPOOL_APP_KEY": "",  # no API at all: nothing to look up, nothing validated
+    }
+    shown = run_cli("gateway", "url", "--show-password", "--session", "S1", api_url=None, env=env)
+    assert shown.rc == 0, shown.err
+    assert shown.out == f"http://crawler01_session-S1:Pw4Gateway@{GATEWAY}\n"
+    assert shown.err == ""
+    fresh = run_cli("gateway", "url", "--geo", "DE", api_url=None, env=env)
+    assert fresh.rc == 0
+    assert re.fullmatch(
+        rf"http://crawler01_area-DE_session-[A-Za-z0-9]{{10}}:\*\*\*@{GATEWAY}\n", fresh.out
+    )
+    assert "used as typed" in fresh.err and "Pw4Gateway" not in fresh.out + fresh.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "words"),
+    [
+        ([], {}, "no gateway"),
+        (["--gateway", "gw.example.net"], {}, "no port"),
+        (["--gateway", GATEWAY], {}, "no proxy account"),
+        (["--gateway", GATEWAY, "--user", "a b"], {}, "spaces"),
+        (["--gateway", GATEWAY, "--user", "u", "--life", "0"], {}, "between 1 and 7200"),
+        (["--gateway", GATEWAY, "--user", "u", "--session", "a_b"], {}, "letters and digits"),
+        (["--gateway", GATEWAY, "--user", "u", "--format", "nosuch"], {}, "not a known grammar"),
+        (["--gateway", GATEWAY, "--user", "u", "--geo", "USA"], {}, "alpha-2"),
+        (["--gateway", GATEWAY, "--user", "u"], {"PROXYPOOL_APP_KEY": ""}, "no password"),
+    ],
+)
+def test_gateway_url_bad_input_is_said_before_any_call(
+    provider: HTTPServer, api_url: str, argv: list[str], env: dict[str, str], words: str
+) -> None:
+    result = run_cli("gateway", "url", *argv, api_url=api_url, env=env)
+    assert result.rc == 2, result.err
+    assert words in one_error_line(result)
+    assert sent(provider) == []
+
+
+def test_gateway_url_for_an_unknown_account_is_an_error(provider: HTTPServer, api_url: str) -> None:
+    serve(provider, "GET", f"{PREFIX}/whitelist-account/list", ACCOUNTS)
+    result = run_cli("gateway", "url", "--gateway", GATEWAY, "--user", "nobody9", api_url=api_url)
+    assert result.rc == 1
+    assert "'nobody9' is not among" in one_error_line(result)
+    bob = run_cli("gateway", "url", "--gateway", GATEWAY, "--user", "bob02", api_url=api_url)
+    assert bob.rc == 1 and "is disabled" in one_error_line(bob)

@@ -317,6 +317,8 @@ class ProviderSimulator:
         now = clock()
         self._accounts: list[_Account] = []
         self._usage: list[_Usage] = []
+        # Bytes carried by the account gateway: (day, username, product type) -> bytes.
+        self._traffic: dict[tuple[date, str, int], int] = {}
         self._next_account_id = 1
         self._seed_accounts(now, usage_days)
         self._products = self._make_products(now, product_count)
@@ -821,10 +823,54 @@ class ProviderSimulator:
 
     # ------------------------------------------------------------------ proxy accounts
 
+    def _all_usage(self) -> list[_Usage]:
+        """The seeded usage and the gateway's traffic (KB, rounded up). Caller holds the lock."""
+        live = [
+            _Usage(day, user, ptype, math.ceil(count / 1024))
+            for (day, user, ptype), count in self._traffic.items()
+        ]
+        return [*self._usage, *live]
+
+    # ------------------------------------------------------------------ the account gateway
+
+    def gateway_login(self, username: str, password: str) -> str | None:
+        """For the account gateway: None when proxy account ``username`` may carry traffic with
+        ``password``, else why not (``unknown proxy account``, ``wrong password``, ``proxy
+        account disabled``, ``traffic limit reached``). Never says the password."""
+        with self._lock:
+            accounts = [a for a in self._accounts if a.username == username]
+            if not accounts:
+                return "unknown proxy account"
+            account = next((a for a in accounts if hmac.compare_digest(a.password, password)), None)
+            if account is None:
+                return "wrong password"
+            if account.status != 1:
+                return "proxy account disabled"
+            if account.limit_flow > 0:
+                used_kb = sum(
+                    u.flow
+                    for u in self._all_usage()
+                    if u.username == username and u.product_type == account.product_type
+                )
+                if used_kb >= account.limit_flow * 1024 * 1024:
+                    return "traffic limit reached"
+        return None
+
+    def record_traffic(self, username: str, nbytes: int) -> None:
+        """Count ``nbytes`` carried for proxy account ``username`` today: ``accounts list``
+        (``usage_flow``) and ``user-usage-flow/total`` show it, and ``limit_flow`` applies."""
+        day = self._clock().date()
+        with self._lock:
+            account = next((a for a in self._accounts if a.username == username), None)
+            if account is None:
+                return
+            key = (day, username, account.product_type)
+            self._traffic[key] = self._traffic.get(key, 0) + max(0, int(nbytes))
+
     def _account_view(self, account: _Account) -> dict[str, Any]:
         used = sum(
             u.flow
-            for u in self._usage
+            for u in self._all_usage()
             if u.username == account.username and u.product_type == account.product_type
         )
         return {
@@ -890,6 +936,7 @@ class ProviderSimulator:
             self._accounts = [a for a in self._accounts if id(a) not in doomed]
             # Deleting loses the usage history, as the provider warns.
             self._usage = [u for u in self._usage if u.username not in names]
+            self._traffic = {k: v for k, v in self._traffic.items() if k[1] not in names}
         return None
 
     def _set_status(self, params: Mapping[str, Any], status: int) -> Any:
@@ -951,7 +998,7 @@ class ProviderSimulator:
         ptype = _product_type(params.get("product_type"), default=None)
         totals: dict[date, int] = {}
         with self._lock:
-            for u in self._usage:
+            for u in self._all_usage():
                 if not start.date() <= u.day <= end.date():
                     continue
                 if username is not None and u.username != username:

@@ -48,6 +48,7 @@ from types import MappingProxyType, TracebackType
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 
+from .account_gateway import AccountGateway
 from .locations import DEFAULT_LOCATIONS, SimCountry, find_country, find_state
 from .provider import ProviderSimulator
 from .relays import Relay, RelayFleet
@@ -694,6 +695,14 @@ class SimWorld:
             address_source=self._addresses,
             locations=locations,
         )
+        self.account_gateway = AccountGateway(
+            login=self.simulator.gateway_login,
+            relays_for=self._exit_relays,
+            record=self.simulator.record_traffic,
+            relay_auth=relay_auth,
+            time_scale=time_scale,
+            clock=clock,
+        )
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -709,6 +718,7 @@ class SimWorld:
             self.target.start()
             self.target.know_relays(self.fleet)
             self.simulator.start()
+            self.account_gateway.start()
         except BaseException:
             self.close()
             raise
@@ -716,7 +726,13 @@ class SimWorld:
 
     def close(self) -> None:
         """Stop everything (relay processes included). Idempotent."""
-        for stop in (self.simulator.stop, self.gateway.close, self.target.close, self.fleet.close):
+        for stop in (
+            self.account_gateway.close,
+            self.simulator.stop,
+            self.gateway.close,
+            self.target.close,
+            self.fleet.close,
+        ):
             try:
                 stop()
             except Exception:  # keep stopping the rest
@@ -744,6 +760,12 @@ class SimWorld:
     def app_key(self) -> str:
         """The key the simulator accepts: ``PROXYPOOL_APP_KEY``. A (fake) secret: do not log."""
         return self.simulator.app_key
+
+    @property
+    def gateway_address(self) -> str:
+        """The account gateway's ``host:port`` (``PROXYPOOL_GATEWAY``): proxy accounts of the
+        simulator (``proxypool accounts add``) crawl through it, see ``AccountGateway``."""
+        return self.account_gateway.address
 
     @property
     def target_url(self) -> str:
@@ -810,6 +832,18 @@ class SimWorld:
         if placed:
             return placed
         return [name for name, geo in self._relay_geos.items() if geo.is_anywhere and usable(name)]
+
+    def _exit_relays(self, wanted: Geo) -> list[Relay]:
+        """The account gateway's exits for ``wanted``: the relays placed there, else the ones
+        standing in for anywhere (alive or not: the gateway picks among the alive)."""
+        placed = [
+            self.fleet[name]
+            for name, geo in self._relay_geos.items()
+            if not geo.is_anywhere and _overlaps(geo, wanted)
+        ]
+        if placed:
+            return placed
+        return [self.fleet[name] for name, geo in self._relay_geos.items() if geo.is_anywhere]
 
     def _addresses(
         self, cc: str | None, state: str | None, city: str | None, num: int, life: int

@@ -1,0 +1,379 @@
+"""The rotating gateway, end to end: the simulator's gateway (``proxypool.sim.account_gateway``)
+against its own proxy accounts, then ``GatewaySource`` in a pool, through real ``requests``
+sessions and real Scrapy crawls, over real relays to a recording target site.
+
+What the target and the gateway record decide: which session each request named (the gateway's
+log), which relay it exited from (the gateway) and which relay the site saw (the site). Each
+request must exit through the session its username names, also on kept-alive connections."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from _helpers import FakeClock
+from _scrapy_crawls import CrawlResult, run_crawl
+
+from proxypool import ProxyPool
+from proxypool.api import ProviderClient
+from proxypool.geo import Geo
+from proxypool.sim.account_gateway import BadUsername, parse_username
+from proxypool.sim.world import SimWorld
+from proxypool.sources import GatewaySource
+
+pytestmark = pytest.mark.timeout(120)
+
+LAYOUT = {"US/California": 3, "DE": 2, "*": 1}
+USER, PASSWORD = "alice01", "Alice2024pw"  # a proxy account the simulator is seeded with
+DISABLED = ("carol03", "Carol99x")
+LIMITED = ("bob02", "BobSecret7")  # limit_flow 50 GB
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[SimWorld]:
+    with SimWorld(LAYOUT, pages=40, app_key="KEYgw" + "x" * 20) as world:
+        yield world
+
+
+@pytest.fixture(autouse=True)
+def _clean(world: SimWorld) -> None:
+    world.target.clear()
+    world.target.unban_all()
+
+
+def plain_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def proxied(url: str) -> dict[str, str]:
+    return {"http": url, "https": url}
+
+
+def california(world: SimWorld) -> set[str]:
+    return set(world.relays_in("US/California"))
+
+
+# -- the simulator's gateway ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "parsed"),
+    [
+        ("alice01", ("alice01", Geo(), 10, None)),
+        (
+            "alice01_area-US_state-California_city-LosAngeles_life-15_session-Ab12",
+            ("alice01", Geo("US", "California", "LosAngeles"), 15, "Ab12"),
+        ),
+        ("alice01_session-X_area-DE", ("alice01", Geo("DE"), 10, "X")),
+    ],
+)
+def test_the_gateway_reads_the_white_label_grammar(username: str, parsed: Any) -> None:
+    assert parse_username(username) == parsed
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["alice01_zone-x", "alice01_area-US_area-DE", "alice01_life-0", "alice01_session-a b", "a-b"],
+)
+def test_the_gateway_refuses_what_the_grammar_does_not_say(username: str) -> None:
+    with pytest.raises(BadUsername):
+        parse_username(username)
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "reason"),
+    [
+        ("nobody9", "whatever1", "unknown proxy account"),
+        (USER, "wrongPass1", "wrong password"),
+        (*DISABLED, "proxy account disabled"),
+        (USER + "_zone-x", PASSWORD, "bad username"),
+    ],
+)
+def test_the_gateway_refuses_a_bad_login_with_407_and_nothing_reaches_the_site(
+    world: SimWorld, user: str, password: str, reason: str
+) -> None:
+    url = f"http://{user}:{password}@{world.gateway_address}"
+    with plain_session() as session:
+        answer = session.get(world.target.url_for("/page/1"), proxies=proxied(url), timeout=10)
+        assert answer.status_code == 407
+        assert reason in answer.text and password not in answer.text
+        assert answer.headers["Proxy-Authenticate"].startswith("Basic")
+        with pytest.raises(requests.exceptions.ProxyError):  # a CONNECT is refused the same way
+            session.get("https://127.0.0.1:1/", proxies=proxied(url), timeout=10)
+    assert world.target.hits() == []
+
+
+def test_an_account_past_its_traffic_limit_is_refused(world: SimWorld) -> None:
+    user, password = LIMITED
+    url = f"http://{user}_session-L1:{password}@{world.gateway_address}"
+    with plain_session() as session:
+        ok = session.get(world.target.url_for("/page/1"), proxies=proxied(url), timeout=10)
+        assert ok.status_code == 200
+        world.simulator.record_traffic(user, 50 * 1024**3)  # 50 GB: its limit_flow
+        refused = session.get(world.target.url_for("/page/2"), proxies=proxied(url), timeout=10)
+    assert refused.status_code == 407 and "traffic limit reached" in refused.text
+    assert [hit.path for hit in world.target.hits()] == ["/page/1"]
+
+
+def test_an_account_added_through_the_api_crawls_and_its_traffic_is_counted(
+    world: SimWorld,
+) -> None:
+    with ProviderClient(world.app_key, base_url=world.api_url) as client:
+        client.add_accounts({"crawler77": "Fresh77pw"})
+        before = next(a for a in client.list_accounts() if a.username == "crawler77")
+        gateway = GatewaySource(world.gateway_address, "crawler77", client=client)
+        proxy = gateway.proxy(Geo("DE"), life=5)
+        with plain_session() as session:
+            for n in range(3):
+                answer = session.get(
+                    world.target.url_for(f"/page/{n}"), proxies=proxied(proxy.url), timeout=10
+                )
+                assert answer.status_code == 200
+        after = next(a for a in client.list_accounts() if a.username == "crawler77")
+        days = client.daily_usage(username="crawler77")
+    assert before.usage_flow == 0 and after.usage_flow >= 1  # KB, rounded up
+    assert sum(day.flow for day in days) == after.usage_flow
+    assert {hit.relay for hit in world.target.hits()} <= set(world.relays_in("DE"))
+
+
+def test_a_session_keeps_its_exit_for_its_life_and_then_moves() -> None:
+    clock = FakeClock()
+    with SimWorld({"US/California": 4}, pages=5, clock=clock) as world:
+        source = GatewaySource(world.gateway_address, USER, PASSWORD)
+        with plain_session() as session:
+
+            def exit_of(proxy_url: str) -> str | None:
+                world.target.clear()
+                session.get(world.target.url_for("/"), proxies=proxied(proxy_url), timeout=10)
+                (hit,) = world.target.hits()
+                return hit.relay
+
+            sticky = source.proxy(Geo("US", "California"), life=2, session="Stay1")
+            first = exit_of(sticky.url)
+            assert {exit_of(sticky.url) for _ in range(8)} == {first}
+            clock.advance(121)  # past its 2 minutes: the gateway picks again
+            moved = {exit_of(sticky.url) for _ in range(12)}
+            assert len(moved) == 1  # sticky again, for the next life
+            other = GatewaySource(
+                world.gateway_address,
+                USER,
+                PASSWORD,
+                format="{user}_area-{country}_session-{session}",
+            ).proxy(Geo("US"), session="Other1")
+            assert exit_of(other.url) in world.relays_in("US")
+        sessions = world.account_gateway.sessions()
+    assert sessions[(USER, "Stay1")] in world.relays_in("US/California")
+
+
+def test_without_a_session_each_request_gets_a_random_exit(world: SimWorld) -> None:
+    url = f"http://{USER}_area-US_state-California:{PASSWORD}@{world.gateway_address}"
+    with plain_session() as session:
+        for n in range(30):
+            session.get(world.target.url_for(f"/page/{n}"), proxies=proxied(url), timeout=10)
+    exits = {hit.relay for hit in world.target.hits()}
+    assert exits == california(world)  # 30 draws over 3 relays: all of them
+
+
+# -- requests through a pool of gateway sessions ---------------------------------------------
+
+
+def exits_match_sessions(world: SimWorld, since: int) -> dict[str, set[str]]:
+    """Session id -> the relays the site saw its requests come from; asserts that each request
+    (of the gateway's log from entry ``since`` on) exited through the relay the gateway chose
+    for the session its username named."""
+    site_relay = {hit.path: hit.relay for hit in world.target.hits()}
+    by_session: dict[str, set[str]] = collections.defaultdict(set)
+    for entry in world.account_gateway.requests()[since:]:
+        if entry.status != 200 or entry.method == "CONNECT":
+            continue
+        path = "/" + entry.target.split("/", 3)[3]
+        assert site_relay[path] == entry.relay, (path, entry)
+        assert entry.session is not None
+        by_session[entry.session].add(site_relay[path])
+    return by_session
+
+
+def test_requests_exit_through_the_session_they_name_on_reused_connections(
+    world: SimWorld,
+) -> None:
+    from proxypool.adapters import wrap_session
+
+    source = GatewaySource(world.gateway_address, USER, PASSWORD)
+    connections = world.account_gateway.connections
+    logged = len(world.account_gateway.requests())
+    with ProxyPool(source, geo="US/California", batch=4, min_size=1) as pool:
+        sessions = {
+            key: wrap_session(plain_session(), pool, session_key=key) for key in ("a", "b", "c")
+        }
+        for n in range(30):
+            key = "abc"[n % 3]
+            answer = sessions[key].get(world.target.url_for(f"/page/{n}"), timeout=10)
+            assert answer.status_code == 200
+        stats = pool.stats()
+        for session in sessions.values():
+            session.close()
+    entries = world.account_gateway.requests()[logged:]
+    assert len(entries) == 30
+    by_session = exits_match_sessions(world, logged)
+    assert len(by_session) == 3 and all(len(relays) == 1 for relays in by_session.values())
+    assert set().union(*by_session.values()) <= california(world)
+    assert {e.geo for e in entries} == {Geo("US", "California")}
+    assert world.account_gateway.connections - connections <= 3  # one kept-alive per session
+    assert (stats["minted"], stats["extracted"]) == (4, 0)
+
+
+# -- Scrapy crawls ------------------------------------------------------------------------------
+
+
+def gateway_settings(world: SimWorld, **extra: Any) -> dict[str, Any]:
+    return {
+        "PROXYPOOL_SOURCE": "gateway",
+        "PROXYPOOL_GATEWAY": world.gateway_address,
+        "PROXYPOOL_GATEWAY_USER": USER,
+        "PROXYPOOL_BATCH": 4,
+        "PROXYPOOL_MIN_SIZE": 2,
+        **extra,
+    }
+
+
+def assert_no_secret(result: CrawlResult, world: SimWorld) -> None:
+    assert result.returncode == 0, result
+    assert "DEBUG" in result.log
+    for secret in (PASSWORD, world.app_key, base64.b64encode(PASSWORD.encode()).decode()):
+        assert secret not in result.log and secret not in result.output
+    for hit in world.target.hits():
+        assert all(PASSWORD not in value for _, value in hit.headers)
+        assert all(name.lower() != "proxy-authorization" for name, _ in hit.headers)
+
+
+def test_a_scrapy_crawl_through_the_gateway_rotates_sticks_and_names_its_geography(
+    tmp_path: Path, world: SimWorld
+) -> None:
+    start = [{"url": world.target.url_for(f"/page/{n}")} for n in range(24)]
+    start += [
+        {"url": world.target.url_for(f"/page/{n}"), "meta": {"proxypool_session": f"s{n % 2}"}}
+        for n in range(24, 36)
+    ]
+    logged = len(world.account_gateway.requests())
+    result = run_crawl(
+        tmp_path,
+        env=world.env(),  # the password is looked up among the accounts with the app_key
+        geo="US/California",
+        start=start,
+        settings=gateway_settings(world),
+    )
+    assert_no_secret(result, world)
+    assert result.finish_reason == "finished", result
+    assert result.ok_paths() == {f"/page/{n}" for n in range(36)}
+    assert world.target.direct_hits() == []
+    entries = world.account_gateway.requests()[logged:]
+    assert {e.user for e in entries} == {USER}
+    assert {e.geo for e in entries} == {Geo("US", "California")}  # as the spider asked
+    by_session = exits_match_sessions(world, logged)
+    assert all(len(relays) == 1 for relays in by_session.values())  # one exit per session
+    assert len(by_session) >= 4  # the batch of sessions shared the rotating requests
+    sticky = collections.defaultdict(set)
+    for entry in entries:
+        path = "/" + entry.target.split("/", 3)[3]
+        if int(path.rsplit("/", 1)[1]) >= 24:
+            sticky[int(path.rsplit("/", 1)[1]) % 2].add(entry.session)
+    assert all(len(sessions) == 1 for sessions in sticky.values())  # a key keeps its session
+    assert world.account_gateway.connections < len(entries)  # connections were reused
+    stats = result.proxypool_stats()
+    assert stats["proxypool/minted"] >= 4 and "proxypool/extracted" not in stats
+    assert "ip/v3" not in {c.endpoint for c in world.simulator.calls()}  # nothing extracted
+
+
+def test_https_through_the_gateway_tunnels_by_session(tmp_path: Path) -> None:
+    with SimWorld({"US/California": 3}, pages=12) as world:
+        tls_site = world.target
+        assert not tls_site.tls  # the world's site is http; an https one of its own:
+        from proxypool.sim.target import TargetSite
+
+        with TargetSite(12, tls=True) as site:
+            site.know_relays(world.fleet)
+            start = [
+                {"url": site.url_for(f"/page/{n}"), "meta": {"proxypool_session": f"k{n % 3}"}}
+                for n in range(12)
+            ]
+            result = run_crawl(
+                tmp_path,
+                start=start,
+                settings=gateway_settings(world, PROXYPOOL_GATEWAY_PASSWORD=PASSWORD),
+            )
+            hits = site.hits()
+        tunnels = [e for e in world.account_gateway.requests() if e.method == "CONNECT"]
+    assert result.returncode == 0, result
+    assert result.ok_paths() == {f"/page/{n}" for n in range(12)}
+    assert all(hit.tls and hit.relay is not None for hit in hits)
+    relay_of_session = {e.session: e.relay for e in tunnels}
+    assert len(relay_of_session) == len({(e.session, e.relay) for e in tunnels})
+    by_key = collections.defaultdict(set)
+    for hit in hits:
+        by_key[int(hit.path.rsplit("/", 1)[1]) % 3].add(hit.relay)
+    assert all(len(relays) == 1 for relays in by_key.values())  # each key: one session, one exit
+    assert PASSWORD not in result.log
+
+
+def test_a_ban_moves_the_site_to_another_session(tmp_path: Path, world: SimWorld) -> None:
+    banned = sorted(california(world))[0]
+    world.target.ban(banned, 403)
+    result = run_crawl(
+        tmp_path,
+        geo="US/California",
+        start=[{"url": world.target.url_for(f"/page/{n}")} for n in range(20)],
+        settings=gateway_settings(
+            world, PROXYPOOL_GATEWAY_PASSWORD=PASSWORD, PROXYPOOL_MAX_PROXY_RETRIES=8
+        ),
+    )
+    assert_no_secret(result, world)
+    assert result.ok_paths() == {f"/page/{n}" for n in range(20)}
+    served = {hit.relay for hit in world.target.hits() if not hit.banned}
+    assert banned not in served
+    if any(hit.banned for hit in world.target.hits()):
+        assert result.proxypool_stats()["proxypool/bans/403"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [(USER, "wrongPass1"), DISABLED, ("nobody9", "whatever1")],
+)
+def test_a_refused_account_closes_the_crawl_before_anything_reaches_the_site(
+    tmp_path: Path, world: SimWorld, user: str, password: str
+) -> None:
+    result = run_crawl(
+        tmp_path,
+        start=[{"url": world.target.url_for(f"/page/{n}")} for n in range(5)],
+        settings=gateway_settings(
+            world, PROXYPOOL_GATEWAY_USER=user, PROXYPOOL_GATEWAY_PASSWORD=password
+        ),
+    )
+    assert result.returncode == 0, result
+    assert result.finish_reason == "proxypool_account_error", result
+    error = result.stat("proxypool/error")
+    assert f"refused proxy account {user!r}" in error and "407" in error
+    assert world.target.hits() == []
+    assert password not in result.log and password not in result.output
+
+
+def test_an_unknown_account_is_said_before_the_crawl_when_the_password_is_looked_up(
+    tmp_path: Path, world: SimWorld
+) -> None:
+    result = run_crawl(
+        tmp_path,
+        env=world.env(),
+        start=[{"url": world.target.url_for("/page/1")}],
+        settings=gateway_settings(world, PROXYPOOL_GATEWAY_USER="nobody9"),
+    )
+    assert result.finish_reason == "proxypool_account_error", result
+    assert re.search(r"'nobody9' is not among", result.stat("proxypool/error"))
+    assert world.target.hits() == []
+    assert world.app_key not in result.log
