@@ -48,6 +48,7 @@ from .models import (
 )
 from .policy import Backoff, StatusBanPolicy
 from .pool import PoolStats, ProxyPool, ProxySource
+from .sources import ExtractionSource, GatewaySource, ListSource, StaticIPSource
 
 __all__ = [
     "Account",
@@ -61,9 +62,12 @@ __all__ = [
     "ConfigError",
     "CountryLocations",
     "DailyUsage",
+    "ExtractionSource",
+    "GatewaySource",
     "Geo",
     "InvalidAppKey",
     "InvalidGeo",
+    "ListSource",
     "LocationCatalog",
     "LocationItem",
     "NoProxyAvailable",
@@ -84,6 +88,7 @@ __all__ = [
     "ProxyRequestFailed",
     "ProxySource",
     "RealNameRequired",
+    "StaticIPSource",
     "StaticIp",
     "StaticIpPage",
     "StaticIpStatus",

@@ -5,11 +5,15 @@
 - the demo: a :class:`~proxypool.sim.world.SimWorld` on ``127.0.0.1`` (provider simulator, real
   forward proxies leased per extracted IP, a target site), then a real Scrapy crawl through the
   add-on, one spider per geography, while relays get banned by the target and one is killed, and
-  the first leases reach the end of their life; then a short ``requests`` session through
-  ``wrap_session``. A progress bar runs on stderr (plain lines when stderr is not a terminal); at
-  the end a summary (tables, or JSON with ``--json``) and a verdict computed from the target
-  site's own records: every expected page answered 200 at least once, no request reached the
-  target without a proxy, none through a relay outside its spider's geography. Exit code 0 when
+  the first leases reach the end of their life; beside them a spider in gateway mode
+  (``PROXYPOOL_SOURCE = "gateway"``: the simulator's proxy account ``alice01`` on its rotating
+  gateway, the password looked up with the app_key), its requests on one sticky session until
+  the target bans that session's exit and the crawl moves to a new session; then a short
+  ``requests`` session through ``wrap_session``. A progress bar runs on stderr (plain lines
+  when stderr is not a terminal); at the end a summary (tables, or JSON with ``--json``) and a
+  verdict computed from the target site's own records: every expected page answered 200 at
+  least once, no request reached the target without a proxy, none through a relay outside its
+  spider's geography. Exit code 0 when
   the verdict holds, 1 when it does not, 130 when interrupted.
 - ``--serve``: the same world kept running until Ctrl-C, with the ``export`` lines for
   ``PROXYPOOL_API_URL`` and ``PROXYPOOL_APP_KEY`` (the simulator's own key, ``demo-...``: not a
@@ -54,7 +58,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from ._env import (
     API_URL_ENV,
@@ -116,6 +120,11 @@ PAGES = 40
 DOWNLOAD_DELAY = 0.3  # seconds; makes the crawl outlive the first leases (~15 s per spider)
 REQUESTS_PAGES = 10
 SERVE_PAGES = 50
+#: The gateway part: a proxy account the simulator is seeded with (its password is looked up
+#: with the app_key, as ``PROXYPOOL_GATEWAY_USER`` alone does), and the session key its
+#: requests share.
+GATEWAY_USER = "alice01"
+GATEWAY_SESSION = "demo-cart"
 
 #: The crawl's settings, besides ``ADDONS = {"scrapy_ext.ProxyPoolAddon": 0}`` and the API's URL
 #: and key.
@@ -149,7 +158,7 @@ class DemoPart:
     tells parts apart by ``user_agent``; ``paths`` are the pages this part must get."""
 
     name: str
-    client: str  # "scrapy" or "requests"
+    client: str  # "scrapy", "gateway" (a Scrapy spider in gateway mode) or "requests"
     geo: Geo
     user_agent: str
     paths: tuple[str, ...]
@@ -371,7 +380,7 @@ class _Planned:
 
     part: str
     fraction: float
-    action: str  # "ban" or "kill"
+    action: str  # "ban", "kill", or "ban_session" (the exit of the gateway part's session)
     relay: str
     status: int = 403
 
@@ -468,6 +477,26 @@ class _Director(threading.Thread):
         return {e.relay for e in self.events if e.what == "kill" and e.relay is not None}
 
     def _play(self, step: _Planned) -> None:
+        if step.action == "ban_session":
+            # The relay the gateway's session exits through right now: banning it must move
+            # the crawl to a new session.
+            served = [
+                e
+                for e in self.world.account_gateway.requests()
+                if e.user == GATEWAY_USER and e.status == 200 and e.relay is not None
+            ]
+            if not served:
+                return
+            relay, session = served[-1].relay, served[-1].session
+            assert relay is not None
+            self.world.ban_relay(relay, step.status)
+            self._record(
+                "ban",
+                relay,
+                f"the exit of gateway session {session}: the target now answers "
+                f"{step.status} to it",
+            )
+            return
         if step.action == "ban":
             self.world.ban_relay(step.relay, step.status)
             self._record("ban", step.relay, f"the target now answers {step.status} to it")
@@ -487,6 +516,7 @@ def _plan(world: SimWorld, parts: Sequence[DemoPart]) -> list[_Planned]:
     first geography at 50%. Relays are picked by name order, so runs are repeatable."""
     plan: list[_Planned] = []
     spiders = [part for part in parts if part.client == "scrapy"]
+    plan += [_Planned(p.name, 0.3, "ban_session", "") for p in parts if p.client == "gateway"]
     for i, part in enumerate(spiders):
         relays = world.relays_in(part.geo)
         if len(relays) >= 2:
@@ -612,16 +642,37 @@ def _crawl(
         name = "demo"
         start_url = ""
         part_name = ""
+        session_key = ""  # every request on one pool session (one gateway session)
+
+        def _meta(self) -> dict[str, Any]:
+            return {"proxypool_session": self.session_key} if self.session_key else {}
 
         async def start(self) -> Any:
-            yield scrapy.Request(self.start_url, callback=self.parse, errback=self.failed)
+            yield scrapy.Request(
+                self.start_url, callback=self.parse, errback=self.failed, meta=self._meta()
+            )
 
         def parse(self, response: Any) -> Iterator[Any]:
             for href in response.css("a::attr(href)").getall():
-                yield response.follow(href, callback=self.parse, errback=self.failed)
+                yield response.follow(
+                    href, callback=self.parse, errback=self.failed, meta=self._meta()
+                )
 
         def failed(self, failure: Any) -> None:
             outcome.failures[self.part_name] = outcome.failures.get(self.part_name, 0) + 1
+
+    class GatewaySpider(DemoSpider):
+        """The same, in gateway mode: sessions of the simulator's rotating gateway for proxy
+        account GATEWAY_USER; the password is looked up with the app_key."""
+
+        custom_settings: ClassVar[dict[str, Any]] = {
+            "PROXYPOOL_SOURCE": "gateway",
+            "PROXYPOOL_GATEWAY": world.gateway_address,
+            "PROXYPOOL_GATEWAY_USER": GATEWAY_USER,
+            # A new session after a ban gets a random exit, which may be banned as well (half
+            # of them are by then): a few more tries than the default.
+            "PROXYPOOL_MAX_PROXY_RETRIES": 8,
+        }
 
     settings = {
         **SCRAPY_SETTINGS,
@@ -636,15 +687,17 @@ def _crawl(
     process = CrawlerProcess(settings)
     crawlers: dict[str, Any] = {}
     for part in parts:
-        crawler = process.create_crawler(DemoSpider)
+        gateway = part.client == "gateway"
+        crawler = process.create_crawler(GatewaySpider if gateway else DemoSpider)
         crawlers[part.name] = crawler
         process.crawl(
             crawler,
-            name=f"demo_{part.geo.country or 'any'}".lower(),
+            name="demo_gateway" if gateway else f"demo_{part.geo.country or 'any'}".lower(),
             start_url=world.target.url_for("/"),
             part_name=part.name,
             proxypool_geo=str(part.geo),
             user_agent=part.user_agent,
+            session_key=GATEWAY_SESSION if gateway else "",
         )
     process.start()
     for name, crawler in crawlers.items():
@@ -724,7 +777,7 @@ def _part_row(
         "target_bans": check.banned,
         "outside_geo": check.outside_geo,
     }
-    if part.client == "scrapy":
+    if part.client in ("scrapy", "gateway"):
         stats = crawl.stats.get(part.name, {})
 
         def stat(key: str) -> int:
@@ -738,6 +791,7 @@ def _part_row(
             proxy_errors=stat("proxy_errors"),
             refills=stat("refills"),
             extracted=stat("extracted"),
+            minted=stat("minted"),
             expired=stat("expired"),
             waits=stat("waits"),
             failed=crawl.failures.get(part.name, 0) + stat("retry_exhausted"),
@@ -753,12 +807,37 @@ def _part_row(
             proxy_errors=int(pool.get("failures", 0)),
             refills=int(pool.get("refills", 0)),
             extracted=int(pool.get("extracted", 0)),
+            minted=int(pool.get("minted", 0)),
             expired=int(pool.get("expired", 0)),
             waits=0,
             failed=session.failures,
             finish_reason="finished",
         )
     return row
+
+
+def _gateway_summary(world: SimWorld, usage_before: int, usage_after: int) -> dict[str, Any]:
+    """What the gateway part did, from the gateway's records and the provider's accounts list."""
+    served = [
+        e for e in world.account_gateway.requests() if e.user == GATEWAY_USER and e.status == 200
+    ]
+    return {
+        "account": GATEWAY_USER,
+        "gateway": world.gateway_address,
+        "requests": len(served),
+        "sessions_used": len({e.session for e in served}),
+        "exits": sorted({e.relay for e in served if e.relay is not None}),
+        "traffic_kb": usage_after - usage_before,
+        "usage_flow_kb": usage_after,
+    }
+
+
+def _usage_flow(world: SimWorld) -> int:
+    """GATEWAY_USER's traffic so far (KB), as ``proxypool accounts list`` shows it."""
+    from .api import ProviderClient
+
+    with ProviderClient(world.app_key, base_url=world.api_url) as client:
+        return next((a.usage_flow for a in client.list_accounts() if a.username == GATEWAY_USER), 0)
 
 
 def _summary(
@@ -769,6 +848,7 @@ def _summary(
     session: _SessionOutcome | None,
     events: Sequence[_Event],
     seconds: float,
+    gateway: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     rows = [
         _part_row(part, part_check, crawl, session)
@@ -813,6 +893,7 @@ def _summary(
             "late_connections": sum(u.late_connections for u in leases),
         },
         "api_calls": {"total": sum(calls.values()), **dict(sorted(calls.items()))},
+        "gateway": dict(gateway) if gateway is not None else None,
         "events": [e.as_dict() for e in events],
         # Every duration names its clock: the provider's minutes run 1/TIME_SCALE times faster
         # than the wall clock; the pool and the events count real seconds.
@@ -836,6 +917,8 @@ def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
         title="Per client (its own count | the target's records)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
     )
     table.add_column("", no_wrap=True)
     for row in parts:
@@ -848,6 +931,7 @@ def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
         ("proxy errors", lambda r: str(r["proxy_errors"])),
         ("refills", lambda r: str(r["refills"])),
         ("IPs extracted", lambda r: str(r["extracted"])),
+        ("sessions minted", lambda r: str(r.get("minted", 0))),
         ("expired (TTL)", lambda r: str(r["expired"])),
         ("waits", lambda r: str(r["waits"])),
         ("failed", lambda r: str(r["failed"])),
@@ -857,7 +941,11 @@ def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
     console.print(table)
 
     relays = Table(
-        title="Pages per relay (the target's records)", title_justify="left", box=box.SIMPLE_HEAD
+        title="Pages per relay (the target's records)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,  # one space between columns: a column per client fits 80
+        pad_edge=False,
     )
     relays.add_column("relay", no_wrap=True)
     relays.add_column("placed in", no_wrap=True)
@@ -891,6 +979,14 @@ def _print_summary(summary: Mapping[str, Any], console: Console) -> None:
         f"{ttl['pool_retires_after_real_seconds']:g} s); {ips['leases_ended']} leases ended, "
         f"{ips['late_connections']} connections reached an ended lease."
     )
+    gateway = summary.get("gateway")
+    if gateway:
+        console.print(
+            f"Gateway: proxy account {gateway['account']}, {gateway['sessions_used']} sessions "
+            f"carried pages (exits {', '.join(gateway['exits']) or 'none'}); traffic "
+            f"{gateway['traffic_kb']} KB, in `proxypool accounts list` (used) and "
+            "`proxypool usage`."
+        )
     for event in summary["events"]:
         who = f"{event['relay']}: " if event["relay"] else ""
         console.print(f"  +{event['at']:>4}s {event['event']:<4} {who}{event['detail']}")
@@ -913,6 +1009,16 @@ def _parts(world: SimWorld) -> list[DemoPart]:
         )
         for geo in DEMO_LAYOUT
     ]
+    first = next(iter(DEMO_LAYOUT))
+    parts.append(
+        DemoPart(
+            name="gateway",
+            client="gateway",
+            geo=Geo.parse(first),
+            user_agent=f"proxypool-demo/gateway ({first})",
+            paths=site_paths,
+        )
+    )
     parts.append(
         DemoPart(
             name="requests US",
@@ -984,7 +1090,7 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) 
     try:
         world.start()
         parts = _parts(world)
-        spiders = [p for p in parts if p.client == "scrapy"]
+        spiders = [p for p in parts if p.client in ("scrapy", "gateway")]
         session_part = next(p for p in parts if p.client == "requests")
         with _Progress(parts, stderr, started) as progress:
             progress.note(
@@ -992,6 +1098,7 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) 
                 f"{len(world.target.page_urls())}-page target (/ and {PAGES} linked pages) up "
                 f"on 127.0.0.1 in {time.monotonic() - started:.1f} s"
             )
+            usage_before = _usage_flow(world)
             director = _Director(world, parts, _plan(world, parts), progress, started)
             director.start()
             for part in spiders:
@@ -1008,8 +1115,16 @@ def _run_demo(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) 
             stderr.write("proxypool demo: interrupted\n")
             return EXIT_INTERRUPTED
         check = check_records(world.target.hits(), parts, world.relay_geos)
+        gateway = _gateway_summary(world, usage_before, _usage_flow(world))
         summary = _summary(
-            world, parts, check, crawl, session, director.events, time.monotonic() - started
+            world,
+            parts,
+            check,
+            crawl,
+            session,
+            director.events,
+            time.monotonic() - started,
+            gateway,
         )
         record_path = os.environ.get(RECORD_ENV)
         if record_path:

@@ -444,7 +444,7 @@ def test_demo_summary_counts_match_the_target_records(demo_run: dict[str, Any]) 
 def test_demo_plays_its_scenario(demo_run: dict[str, Any]) -> None:
     summary, record = demo_run["summary"], demo_run["record"]
     events = Counter(e["event"] for e in summary["events"])
-    assert events["ban"] == 2 and events["kill"] == 1 and events["ttl"] == 1
+    assert events["ban"] == 3 and events["kill"] == 1 and events["ttl"] == 1
     banned = {e["relay"] for e in summary["events"] if e["event"] == "ban"}
     # Banned relays were refused by the target, and the crawls still got every page (above).
     assert all(any(h["relay"] == r and h["banned"] for h in record["hits"]) for r in banned)
@@ -457,10 +457,32 @@ def test_demo_plays_its_scenario(demo_run: dict[str, Any]) -> None:
     assert all(row["retries"] >= row["bans"] > 0 for row in scrapy_rows)
     assert sum(row["expired"] for row in scrapy_rows) > 0
     assert summary["ips"]["leases_ended"] > 0
-    assert summary["api_calls"]["ip/v3"] >= len(summary["parts"])
+    buying = [row for row in summary["parts"] if row["client"] != "gateway"]
+    assert summary["api_calls"]["ip/v3"] >= len(buying)
     assert summary["api_calls"]["total"] == sum(
         v for k, v in summary["api_calls"].items() if k != "total"
     )
+
+
+def test_demo_shows_gateway_mode(demo_run: dict[str, Any]) -> None:
+    """A spider on the simulator's rotating gateway, its requests on one sticky session until
+    the target bans that session's exit; the crawl moves to a new session; its traffic shows in
+    the provider's accounts list."""
+    summary, record = demo_run["summary"], demo_run["record"]
+    (row,) = [row for row in summary["parts"] if row["client"] == "gateway"]
+    assert row["finish_reason"] == "finished" and row["pages_ok"] == row["pages_expected"]
+    assert row["extracted"] == 0 and row["minted"] >= 2  # sessions are minted, never bought
+    gateway = summary["gateway"]
+    assert gateway["account"] == "alice01" and gateway["sessions_used"] >= 2
+    assert gateway["traffic_kb"] > 0
+    agent = next(p["user_agent"] for p in record["parts"] if p["name"] == row["part"])
+    mine = [h for h in record["hits"] if h["user_agent"] == agent]
+    (ban,) = [e for e in summary["events"] if "gateway session" in e["detail"]]
+    first_ban = next(i for i, h in enumerate(mine) if h["banned"])
+    before = {h["relay"] for h in mine[:first_ban]}
+    assert before == {ban["relay"]}  # one sticky session, one exit, until it was banned
+    after = {h["relay"] for h in mine[first_ban:] if not h["banned"]}
+    assert after and ban["relay"] not in after  # a new session, another exit
 
 
 def test_demo_output_never_shows_the_simulator_key(demo_run: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ simulated world's relays:
 - it parses the grammar (an unknown key or a malformed value is a 407 too: the gateway cannot
   tell what was meant);
 - a session keeps one exit relay for its ``life`` (minutes, times ``time_scale``; 10 when the
-  username gives none); a username without a session gets a random exit per request;
+  username gives none), or until that relay dies (then it gets another); a username without a
+  session gets a random exit per request;
 - exits are chosen by geography (``relays_for``: the relays placed there, else those standing in
   for anywhere), among the relays alive;
 - it routes **each request** by its own credentials, also on a kept-alive connection (plain
@@ -275,7 +276,8 @@ class AccountGateway:
         with self._lock:
             if session is not None:
                 held = self._sessions.get((user, session))
-                if held is not None and held[1] > now:
+                # A session whose exit went offline gets a new one, as a real gateway's does.
+                if held is not None and held[1] > now and held[0].alive:
                     return held[0]
             candidates = [relay for relay in self.relays_for(geo) if relay.alive]
             if not candidates:
