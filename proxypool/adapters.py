@@ -81,7 +81,7 @@ from ._validate import check_float, check_int, shown
 from .errors import ConfigError, PoolExhausted, ProviderError, ProxyPoolError
 from .geo import Geo
 from .models import Proxy
-from .policy import DEFAULT_BAN_STATUSES, BanPolicy, StatusBanPolicy
+from .policy import DEFAULT_BAN_STATUSES, BanPolicy, StatusBanPolicy, ban_check
 from .pool import GeoLike, ProxyPool
 
 __all__ = [
@@ -258,10 +258,9 @@ class ProxyPoolAdapter(HTTPAdapter):
             pool_timeout, "pool_timeout", min=0.0, max=_MAX_POOL_TIMEOUT, unit="seconds"
         )
         _check_adapter_kwargs(adapter_kwargs)
-        if ban_policy is not None and not callable(getattr(ban_policy, "is_ban", None)):
-            raise ConfigError(
-                "ban_policy must have an is_ban(status, body) method", field="ban_policy"
-            )
+        # is_ban(status, body), the BanPolicy the Scrapy middleware takes too, or
+        # is_ban(request, response) with requests' objects.
+        self._ban_test = None if ban_policy is None else ban_check(ban_policy, field="ban_policy")
         if session_key is not None:
             try:
                 hash(session_key)
@@ -521,10 +520,13 @@ class ProxyPoolAdapter(HTTPAdapter):
     def _is_ban(self, response: Response, stream: bool) -> bool:
         if response.status_code in self.ban_statuses:
             return True
-        if self.ban_policy is None:
+        if self._ban_test is None:
             return False
-        body = b"" if stream else response.content
-        return bool(self.ban_policy.is_ban(response.status_code, body))
+        test, by_status = self._ban_test
+        if by_status:
+            body = b"" if stream else response.content
+            return bool(test(response.status_code, body))
+        return bool(test(response.request, response))
 
     def _forget(self, proxy: Proxy) -> None:
         """Drop (and close) the connection manager requests keeps for ``proxy``."""

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._env import (
     API_URL_ENV,
@@ -665,7 +665,7 @@ def _crawl(
         """The same, in gateway mode: sessions of the simulator's rotating gateway for proxy
         account GATEWAY_USER; the password is looked up with the app_key."""
 
-        custom_settings: ClassVar[dict[str, Any]] = {
+        custom_settings: dict[Any, Any] | None = {  # noqa: RUF012 (Scrapy's own type)
             "PROXYPOOL_SOURCE": "gateway",
             "PROXYPOOL_GATEWAY": world.gateway_address,
             "PROXYPOOL_GATEWAY_USER": GATEWAY_USER,

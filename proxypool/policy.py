@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import inspect
 import itertools
 import math
 import random
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._validate import check_float, shown
 from .errors import ConfigError
@@ -45,6 +46,7 @@ __all__ = [
     "RoundRobinRotation",
     "StatusBanPolicy",
     "Verdict",
+    "ban_check",
     "make_strategy",
 ]
 
@@ -296,10 +298,65 @@ class Backoff:
 
 
 class BanPolicy(Protocol):
-    """Decides whether a response means the target site has banned the proxy that fetched it."""
+    """Decides whether a response means the target site has banned the proxy that fetched it.
+
+    One protocol for both integrations: the Scrapy middleware (``PROXYPOOL_BAN_POLICY``) and the
+    requests adapter (``ban_policy=``) both call ``is_ban(status, body)`` with the answer's HTTP
+    status and its decoded body, so one policy serves both. Each also accepts a policy written
+    against its own objects, ``is_ban(request, response)`` (Scrapy's, or requests'
+    ``PreparedRequest`` and ``Response``), for a rule that needs the URL or the headers; which
+    form a policy has is read from the name of its first parameter (``status`` or ``request``:
+    see ``ban_check``). A plain function of either form works as well."""
 
     def is_ban(self, status: int, body: bytes = b"") -> bool:
         """``True`` if a response with this HTTP ``status`` and (decoded) ``body`` is a ban."""
+
+
+#: The first parameter names of each form of ``is_ban`` (see ``BanPolicy``).
+_STATUS_FORM = ("status", "status_code", "code")
+_REQUEST_FORM = ("request", "req")
+
+
+def ban_check(policy: object, *, field: str) -> tuple[Callable[..., Any], bool]:
+    """``policy``'s ban test and its form: ``(fn, True)`` for ``is_ban(status, body)`` (the
+    shared ``BanPolicy``), ``(fn, False)`` for ``is_ban(request, response)`` (an integration's
+    own objects). ``policy`` is an object with ``is_ban`` or a function. ``ConfigError`` naming
+    ``field`` when it is neither, or when its first parameter says neither form."""
+    if isinstance(policy, type):
+        raise ConfigError(
+            f"{field} must be a ban policy object, not the class {policy.__name__}: "
+            f"pass {policy.__name__}()",
+            field=field,
+        )
+    fn = getattr(policy, "is_ban", None)
+    if not callable(fn):
+        if isinstance(policy, type) or not callable(policy):
+            raise ConfigError(
+                f"{field} must have an is_ban(status, body) method (a BanPolicy) or "
+                f"is_ban(request, response), or be such a function; got {shown(policy)}",
+                field=field,
+            )
+        fn = policy
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        parameters = []
+    positional = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    first = positional[0] if positional else ""
+    if first in _STATUS_FORM:
+        return fn, True
+    if first in _REQUEST_FORM:
+        return fn, False
+    raise ConfigError(
+        f"{field}: cannot tell which form its is_ban has: name its parameters (status, body), "
+        "the BanPolicy both integrations call, or (request, response); got "
+        f"({', '.join(positional)})",
+        field=field,
+    )
 
 
 @dataclass(frozen=True, slots=True, init=False)

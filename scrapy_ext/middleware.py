@@ -104,7 +104,7 @@ from proxypool.errors import (
 )
 from proxypool.geo import Geo
 from proxypool.models import Proxy
-from proxypool.policy import IDEMPOTENT_METHODS
+from proxypool.policy import IDEMPOTENT_METHODS, ban_check
 from proxypool.pool import ProxyPool
 from proxypool.sources import (
     CheckedSource,
@@ -603,17 +603,15 @@ class ProxyPoolMiddleware:
         return obj
 
     def _load_ban_policy(self, spec: Any) -> Callable[[Request, Response], bool]:
+        """``PROXYPOOL_BAN_POLICY`` as a test of (request, response): a ``BanPolicy``
+        (``is_ban(status, body)``, the one the requests adapter takes too: it sees the status
+        and the decoded body) or a Scrapy-only ``is_ban(request, response)``; an object, a
+        class (built with ``from_crawler`` when it has one) or a function."""
         obj = self._load("PROXYPOOL_BAN_POLICY", spec)
-        is_ban = getattr(obj, "is_ban", None)
-        if callable(is_ban):
-            return is_ban  # type: ignore[no-any-return]
-        if callable(obj):
-            return obj  # type: ignore[no-any-return]
-        raise ConfigError(
-            "PROXYPOOL_BAN_POLICY must have an is_ban(request, response) method or be a function "
-            f"(request, response) -> bool, not {type(obj).__name__}",
-            field="PROXYPOOL_BAN_POLICY",
-        )
+        test, by_status = ban_check(obj, field="PROXYPOOL_BAN_POLICY")
+        if by_status:
+            return lambda request, response: bool(test(response.status, response.body))
+        return test
 
     # -- spider lifecycle -------------------------------------------------------------------------
 

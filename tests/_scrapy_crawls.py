@@ -290,6 +290,18 @@ class CaptchaBanPolicy:
         return CAPTCHA_MARKER in response.body
 
 
+class CaptchaBodyPolicy:
+    """The same rule as a ``BanPolicy`` (``is_ban(status, body)``): the form the requests adapter
+    and the Scrapy middleware both take, so one object serves both."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def is_ban(self, status: int, body: bytes = b"") -> bool:
+        self.calls += 1
+        return status == 200 and CAPTCHA_MARKER in body
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, int | float | str | bool) or value is None:
         return value
