@@ -15,7 +15,7 @@ from .adapters import (
     UnusableURL,
     wrap_session,
 )
-from .api import ProviderClient
+from .api import ProviderClient, ProviderSession
 from .errors import (
     AccountError,
     ApiConnectionError,
@@ -80,6 +80,7 @@ __all__ = [
     "ProductType",
     "ProviderClient",
     "ProviderError",
+    "ProviderSession",
     "Proxy",
     "ProxyBanned",
     "ProxyPool",

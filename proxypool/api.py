@@ -80,7 +80,7 @@ from .models import (
 )
 from .policy import Backoff
 
-__all__ = ["ProviderClient"]
+__all__ = ["ProviderClient", "ProviderSession"]
 
 logger = logging.getLogger(__name__)
 install_log_redaction()
@@ -126,7 +126,7 @@ class ProviderClient:
     (``sleep`` is injectable), while the deadline leaves time for the pause; a retry is never
     started that would pass it. ``extract`` costs money: it is retried only when it never
     reached the provider. POST calls change the account and are never retried. With a
-    ``session`` of your own (not a ``proxypool._deadline.ProviderSession``, the default kind),
+    ``session`` of your own (not a ``ProviderSession``, the default kind),
     waiting for the headers is bounded per read (each read waits at most the time left), the
     body as a whole.
 

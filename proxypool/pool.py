@@ -941,7 +941,21 @@ class ProxyPool:
             if not self._closed:
                 if now >= sub.next_due:
                     self._maintain(sub, now)
-                if not too_late:
+                lasts = answer.lasts if isinstance(answer, ExtractedBatch) else None
+                if lasts and not too_late:
+                    # Proxies with an end of their own (a static IP's package): one group per
+                    # end, the others as usual; one that ends within the margin is not added.
+                    groups: dict[float, list[Proxy]] = {}
+                    for proxy in proxies:
+                        left = lasts.get(proxy)
+                        until = usable_until
+                        if left is not None:
+                            until = min(usable_until, started + left - self._margin)
+                        groups.setdefault(until, []).append(proxy)
+                    for until, group in groups.items():
+                        if until > now:
+                            added += self._merge(sub, group, until, now)
+                elif not too_late:
                     added = self._merge(sub, proxies, usable_until, now)
                 if added:
                     sub.api_failures = 0

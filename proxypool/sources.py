@@ -253,7 +253,8 @@ class CheckedSource:
                 rejected,
                 elapsed,
             )
-        return ExtractedBatch(kept, handed_over=count)
+        lasts = answer.lasts if isinstance(answer, ExtractedBatch) else None
+        return ExtractedBatch(kept, handed_over=count, lasts=lasts)
 
 
 class ProxySource(Protocol):
@@ -267,16 +268,25 @@ class ProxySource(Protocol):
 
 
 class ExtractedBatch(list[Proxy]):
-    """What a ``ProxySource`` wrapper returns when it keeps fewer proxies than the provider handed
-    over (an unreachable-proxy check dropped some): the proxies kept, plus ``handed_over``, how
-    many the provider returned. The pool counts ``handed_over`` against ``max_extracted``: every
-    IP handed over was paid for, used or not. A plain list counts its length."""
+    """What a ``ProxySource`` (or a wrapper) returns when a plain list does not say enough: the
+    proxies, plus ``handed_over``, how many the provider returned (an unreachable-proxy check
+    may have dropped some; the pool counts ``handed_over`` against ``max_extracted``: every IP
+    handed over was paid for, used or not; a plain list counts its length), and ``lasts``:
+    seconds each listed proxy has left (a static IP's package ends then), for a source whose
+    proxies do not expire by ``life``; the pool retires them then (minus its expiry margin)."""
 
-    __slots__ = ("handed_over",)
+    __slots__ = ("handed_over", "lasts")
 
-    def __init__(self, proxies: Iterable[Proxy] = (), *, handed_over: int) -> None:
+    def __init__(
+        self,
+        proxies: Iterable[Proxy] = (),
+        *,
+        handed_over: int,
+        lasts: Mapping[Proxy, float] | None = None,
+    ) -> None:
         super().__init__(proxies)
         self.handed_over = handed_over
+        self.lasts: Mapping[Proxy, float] = dict(lasts) if lasts else {}
 
 
 def handed_over(result: object, kept: int) -> int:
@@ -560,7 +570,7 @@ class StaticIPSource:
                 break
         return found
 
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
+    def extract(self, geo: Geo | None, *, num: int, life: int) -> ExtractedBatch:
         if geo is not None and (geo.state or geo.city):
             raise ConfigError(
                 f"static IPs are listed by country only, so {str(geo)!r} cannot be matched: "
@@ -570,6 +580,7 @@ class StaticIPSource:
         country = geo.country if geo is not None else None
         now = self._now()
         proxies: dict[Proxy, None] = {}
+        lasts: dict[Proxy, float] = {}
         skipped = expired = 0
         for item in self.static_ips():
             if not item.ip or item.port is None or not 0 < item.port < 65536:
@@ -584,15 +595,16 @@ class StaticIPSource:
             if not _host_ok(host):
                 skipped += 1
                 continue
-            proxies[
-                Proxy(
-                    host,
-                    item.port,
-                    username=_raw_text(item.raw, _USER_KEYS),
-                    password=_raw_text(item.raw, _PASSWORD_KEYS),
-                    geo=geo,
-                )
-            ] = None
+            proxy = Proxy(
+                host,
+                item.port,
+                username=_raw_text(item.raw, _USER_KEYS),
+                password=_raw_text(item.raw, _PASSWORD_KEYS),
+                geo=geo,
+            )
+            proxies[proxy] = None
+            if item.expired_at is not None:  # it leaves the pool when its package ends
+                lasts[proxy] = (item.expired_at - now).total_seconds()
         with self._lock:
             self.skipped += skipped
             self.expired += expired
@@ -600,7 +612,7 @@ class StaticIPSource:
             logger.warning(
                 "proxypool: %d static IP entries had no usable address and were skipped", skipped
             )
-        return list(proxies)
+        return ExtractedBatch(proxies, handed_over=len(proxies), lasts=lasts)
 
     def __repr__(self) -> str:
         return f"StaticIPSource({self.client!r})"

@@ -46,8 +46,8 @@ about proxies is the pool's. What it adds is the Scrapy side:
 - Shutdown: Scrapy waits for the requests in progress before ``spider_closed``, and a request
   waiting for a proxy is one; so while requests wait, the middleware watches for the spider to
   start closing, then closes the pool (waiting requests are dropped: ``IgnoreRequest``) and cuts
-  the provider calls in flight (``scrapy_ext._abort``). ``spider_closed`` does the same and waits
-  (briefly) for its worker threads to end, so none outlives the crawl.
+  the provider calls in flight (``proxypool.ProviderSession.abort``). ``spider_closed`` does the
+  same and waits (briefly) for its worker threads to end, so none outlives the crawl.
 
 - Extracted proxies that refuse TCP connections are dropped before they join the pool
   (``PROXYPOOL_CHECK_PROXIES``, see ``proxypool.sources.CheckedSource``), so no request slot is
@@ -92,7 +92,7 @@ from scrapy.utils.misc import build_from_crawler, load_object
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from proxypool.api import ProviderClient
+from proxypool.api import ProviderClient, ProviderSession
 from proxypool.errors import (
     AccountError,
     BanStorm,
@@ -116,7 +116,6 @@ from proxypool.sources import (
 )
 
 from . import _scrapy_private as private
-from ._abort import AbortableSession
 from .settings import ProxyPoolSettings, read_settings
 
 if TYPE_CHECKING:
@@ -418,7 +417,7 @@ class ProxyPoolMiddleware:
         self._failure_told = False  # the failure below was logged when the middleware was built
         self._executor: ThreadPoolExecutor | None = None
         # The provider session built here (None with PROXYPOOL_SOURCE): cut on close.
-        self._http: AbortableSession | None = None
+        self._http: ProviderSession | None = None
         self._jobs = 0  # worker-thread jobs whose result has not reached the reactor yet
         self._idle: list[Callable[[], None]] = []  # called once _jobs drops to 0
         self._own_auth = True  # Proxy-Authorization set here (see below)
@@ -533,7 +532,7 @@ class ProxyPoolMiddleware:
     def _provider_client(self) -> ProviderClient:
         """A client of the provider's API, on a session of our own, so closing the spider can
         cut the calls in flight."""
-        session = AbortableSession()
+        session = ProviderSession()
         try:
             client = ProviderClient(
                 self.config.app_key,

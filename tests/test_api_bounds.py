@@ -38,9 +38,8 @@ from _secret_scan import exception_texts
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from proxypool import ApiConnectionError, ApiResponseError, ProviderClient
+from proxypool import ApiConnectionError, ApiResponseError, ProviderClient, ProviderSession
 from proxypool.geo import Geo, LocationCatalog
-from scrapy_ext._abort import AbortableSession
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRACT = f"{PREFIX}/ip/v3"
@@ -148,7 +147,7 @@ def test_dripped_headers_are_cut_at_the_timeout(
 ) -> None:
     """Also with the session the Scrapy middleware hands the client (the one it aborts when the
     spider closes): its connections report to the client's watchdog too."""
-    session = AbortableSession() if own_session else None
+    session = ProviderSession() if own_session else None
     client = ProviderClient(
         KEY,
         base_url=header_drip.url,
@@ -167,7 +166,7 @@ def test_dripped_headers_are_cut_at_the_timeout(
 def test_a_dripped_proxy_tunnel_is_cut_at_the_timeout(header_drip: HeaderDripServer) -> None:
     """An https provider reached through an http proxy: the proxy's answer to CONNECT is read
     while the connection is still connecting, and it is dripped. The deadline cuts it too."""
-    session = AbortableSession()
+    session = ProviderSession()
     session.proxies = {"https": f"http://127.0.0.1:{header_drip.port}"}
     client = ProviderClient(
         KEY, base_url="https://127.0.0.1:9/openapi", timeout=1.0, retries=1, session=session
@@ -197,7 +196,7 @@ def test_a_deadline_cuts_only_its_own_call_on_a_shared_session(
         return Response(SMALL_ANSWER, content_type="application/json")
 
     threaded_server.expect_request(EXTRACT).respond_with_handler(late)
-    session = AbortableSession()
+    session = ProviderSession()
     patient = make_client(threaded_server, timeout=20.0, retries=0, session=session)
     hasty = ProviderClient(KEY, base_url=header_drip.url, timeout=1.0, session=session)
     answers: list[object] = []
@@ -216,7 +215,7 @@ def test_a_deadline_cuts_only_its_own_call_on_a_shared_session(
 def test_abort_cuts_a_call_waiting_for_its_headers(header_drip: HeaderDripServer) -> None:
     """The same session's abort switch: a call dripping its headers fails as soon as the session
     is aborted (long before its deadline), and a later call fails without connecting."""
-    session = AbortableSession()
+    session = ProviderSession()
     client = ProviderClient(
         KEY, base_url=header_drip.url, timeout=30.0, session=session, sleep=session.sleep
     )

@@ -307,10 +307,31 @@ def test_static_ips_in_a_pool_are_free_and_lasting(httpserver: HTTPServer) -> No
     clock = FakeClock()
     pool = make_pool(StaticIPSource(make_client(httpserver), now=lambda: NOW), clock, min_size=1)
     pool.get(timeout=0)
-    clock.advance(30 * 24 * 3600)
+    clock.advance(20 * 24 * 3600)  # far past any life, before their packages end
     stats = pool.stats()
     assert (stats["extracted"], stats["minted"], stats["expired"]) == (0, 3, 0)
     assert catalog_for(StaticIPSource(make_client(httpserver))) is None  # country codes only
+
+
+def test_a_static_ip_leaves_the_pool_when_its_package_ends(httpserver: HTTPServer) -> None:
+    soon = static_entry(1, expired_at="2026-12-04 13:00:00")  # an hour after NOW
+    later = static_entry(2, expired_at="2027-01-01 00:00:00")
+    never = static_entry(3)
+    del never["expired_at"]
+    serve_static_pages(httpserver, [[soon, later, never]], total=3)
+    clock = FakeClock()
+    source = StaticIPSource(make_client(httpserver), now=lambda: NOW)
+    pool = make_pool(source, clock, min_size=0, expiry_margin=60)
+    pool.refill()
+    assert pool.stats()["live"] == {"*": 3}
+    clock.advance(3600 - 61)  # just before the margin before its end
+    assert pool.stats()["expired"] == 0
+    clock.advance(2)
+    stats = pool.stats()
+    assert (stats["expired"], stats["live"]) == (1, {"*": 2})
+    assert {p.port for p in [pool.get(timeout=0) for _ in range(4)]} == {7002, 7003}
+    clock.advance(400 * 24 * 3600)  # a year on: the dated one ended, the undated one stays
+    assert pool.stats()["live"] == {"*": 1}
 
 
 # -- GatewaySource ------------------------------------------------------------------------------
