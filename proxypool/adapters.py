@@ -83,6 +83,7 @@ from .geo import Geo
 from .models import Proxy
 from .policy import DEFAULT_BAN_STATUSES, BanPolicy, StatusBanPolicy, ban_check
 from .pool import GeoLike, ProxyPool
+from .sources import CheckedSource, GatewaySource
 
 __all__ = [
     "NoProxyAvailable",
@@ -277,6 +278,7 @@ class ProxyPoolAdapter(HTTPAdapter):
         self.pool = pool
         self.session_key = session_key
         self.ban_policy = ban_policy
+        self._gateway = _gateway_of(pool)
         self.max_proxy_retries = max_proxy_retries
         self.pool_timeout = pool_timeout
         # Guards self.proxy_manager: requests reads it check-then-get, the pool listener pops.
@@ -354,6 +356,8 @@ class ProxyPoolAdapter(HTTPAdapter):
                     slow.append(proxy)
                     sticky = False
                     logger.debug("proxy %s: no answer from %s in time", proxy, domain)
+                elif self._gateway is not None and _tunnel_status(exc) == _PROXY_AUTH_REQUIRED:
+                    raise self._gateway_refused(proxy, request) from exc
                 elif _tunnel_status(exc) in _TARGET_UNREACHABLE:
                     # The proxy could not reach the target host: held against that host only
                     # (as a ban), so links to unreachable hosts evict no healthy proxy and buy
@@ -374,6 +378,8 @@ class ProxyPoolAdapter(HTTPAdapter):
             status = response.status_code
             if status == _PROXY_AUTH_REQUIRED:
                 _discard(response)
+                if self._gateway is not None:
+                    raise self._gateway_refused(proxy, request)
                 self.pool.report_failure(proxy)
                 last_error = ProxyError(f"proxy {proxy} answered 407 Proxy Authentication Required")
                 logger.debug("proxy %s refused its credentials (407)", proxy)
@@ -516,6 +522,24 @@ class ProxyPoolAdapter(HTTPAdapter):
                 self.pool.report_failure(proxy)
                 logger.debug("proxy %s timed out where %s got %s's answer", proxy, answered, domain)
         slow.clear()
+
+    def _gateway_refused(self, proxy: Proxy, request: PreparedRequest) -> ProxyRequestFailed:
+        """A 407 from the provider's rotating gateway refuses the account itself: every session
+        would get the same, so no other is tried."""
+        gateway = self._gateway
+        assert gateway is not None
+        message = (
+            f"the gateway {gateway.host}:{gateway.port} refused proxy account "
+            f"{gateway.username!r} (HTTP 407: a wrong password, a disabled account, or its "
+            "traffic limit reached; see `proxypool accounts list`)"
+        )
+        logger.warning("%s", message)
+        return ProxyRequestFailed(
+            message,
+            proxies_tried=(str(proxy),),
+            last_error=ProxyError(message),
+            request=request,
+        )
 
     def _is_ban(self, response: Response, stream: bool) -> bool:
         if response.status_code in self.ban_statuses:
@@ -688,6 +712,14 @@ def _replayable(request: PreparedRequest) -> bool:
     if body is None or isinstance(body, bytes | str):
         return True
     return isinstance(getattr(request, "_body_position", None), int)
+
+
+def _gateway_of(pool: ProxyPool) -> GatewaySource | None:
+    """The rotating gateway behind ``pool``'s proxies, if that is their source."""
+    source: object = pool.source
+    while isinstance(source, CheckedSource):
+        source = source.source
+    return source if isinstance(source, GatewaySource) else None
 
 
 def _tunnel_status(exc: BaseException) -> int | None:

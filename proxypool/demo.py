@@ -68,6 +68,7 @@ from ._env import (
     DEMO_PROXY_AUTH_ENV,
     DEMO_RECORD_ENV,
     DEMO_TARGET_ENV,
+    GATEWAY_ENV,
 )
 from ._env import APP_KEY_ENV as LIBRARY_APP_KEY_ENV
 from .errors import ConfigError, ProxyPoolError
@@ -1181,6 +1182,8 @@ def _serve(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) -> 
             # an account's: safe to show, and what this mode is for.
             LIBRARY_APP_KEY_ENV: world.app_key,
             TARGET_ENV: world.target_url,
+            # The rotating gateway of the simulator's proxy accounts (alice01 is one).
+            GATEWAY_ENV: world.gateway_address,
         }
         if as_json:
             relays = {name: str(geo) for name, geo in world.relay_geos.items()}
@@ -1198,6 +1201,7 @@ def _serve(as_json: bool, stdout: TextIO, stderr: TextIO, options: _Options) -> 
             f"({layout}) and a {SERVE_PAGES}-page target site, on 127.0.0.1.\n"
             "# Paste the export lines above into another shell, then try e.g.\n"
             "#   proxypool locations countries\n"
+            f"#   proxypool gateway url --user {GATEWAY_USER} --geo US/California --show-password\n"
             f"#   python examples/requests_session.py ${TARGET_ENV}\n"
             "# Ctrl-C stops everything.\n"
         )

@@ -1395,6 +1395,11 @@ class ProxyPool:
         return self._bans > 0
 
     @property
+    def source(self) -> ProxySource:
+        """Where the pool's proxies come from (as given)."""
+        return self._source
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -593,13 +593,18 @@ def test_demo_serve_prints_working_exports_and_stops_cleanly_on_sigint() -> None
     try:
         assert proc.stdout is not None
         exports: dict[str, str] = {}
-        for _ in range(3):
+        for _ in range(4):
             line = proc.stdout.readline()
             words = shlex.split(line)
             assert words[0] == "export", line
             name, _, value = words[1].partition("=")
             exports[name] = value
-        assert set(exports) == {"PROXYPOOL_API_URL", "PROXYPOOL_APP_KEY", "PROXYPOOL_DEMO_TARGET"}
+        assert set(exports) == {
+            "PROXYPOOL_API_URL",
+            "PROXYPOOL_APP_KEY",
+            "PROXYPOOL_DEMO_TARGET",
+            "PROXYPOOL_GATEWAY",
+        }
         assert DEMO_KEY_RE.fullmatch(exports["PROXYPOOL_APP_KEY"])
         relays = children_of(proc.pid)
         assert len(relays) >= 8
@@ -611,6 +616,22 @@ def test_demo_serve_prints_working_exports_and_stops_cleanly_on_sigint() -> None
         for proxy in proxies:
             page = fetch(proxy.url, exports["PROXYPOOL_DEMO_TARGET"] + "/page/3")
             assert page.status_code == 200
+        # The gateway export works with `proxypool gateway url` and a seeded account.
+        shown = subprocess.run(
+            [
+                *(sys.executable, "-m", "proxypool", "gateway", "url", "--user", "alice01"),
+                *("--geo", "us/california", "--show-password"),
+            ],
+            cwd=ROOT,
+            env=crawl_env(exports),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        gateway_url = shown.stdout.strip()
+        assert "_area-US_state-California_" in gateway_url
+        assert fetch(gateway_url, exports["PROXYPOOL_DEMO_TARGET"] + "/page/4").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -230,6 +230,30 @@ def test_requests_exit_through_the_session_they_name_on_reused_connections(
     assert (stats["minted"], stats["extracted"]) == (4, 0)
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_refused_account_fails_a_requests_call_at_once_and_clearly(
+    world: SimWorld, scheme: str
+) -> None:
+    from proxypool.adapters import ProxyRequestFailed, wrap_session
+
+    source = GatewaySource(world.gateway_address, USER, "wrongPass1")
+    logged = len(world.account_gateway.requests())
+    url = world.target.url_for("/page/1")
+    if scheme == "https":
+        url = "https://127.0.0.1:1/"  # refused at the CONNECT: the site is never reached
+    with (
+        ProxyPool(source, min_size=1, batch=4) as pool,
+        wrap_session(plain_session(), pool) as session,
+        pytest.raises(ProxyRequestFailed) as info,
+    ):
+        session.get(url, timeout=10)
+    message = str(info.value)
+    assert f"refused proxy account {USER!r}" in message and "407" in message
+    assert "wrongPass1" not in message
+    assert len(world.account_gateway.requests()) - logged == 1  # no other session tried
+    assert world.target.hits() == []
+
+
 # -- Scrapy crawls ------------------------------------------------------------------------------
 
 
@@ -290,6 +314,36 @@ def test_a_scrapy_crawl_through_the_gateway_rotates_sticks_and_names_its_geograp
     stats = result.proxypool_stats()
     assert stats["proxypool/minted"] >= 4 and "proxypool/extracted" not in stats
     assert "ip/v3" not in {c.endpoint for c in world.simulator.calls()}  # nothing extracted
+
+
+def test_geography_per_spider_and_per_request_reaches_the_username(
+    tmp_path: Path, world: SimWorld
+) -> None:
+    logged = len(world.account_gateway.requests())
+    start = [{"url": world.target.url_for(f"/page/{n}")} for n in range(4)]
+    start += [
+        {"url": world.target.url_for(f"/page/{n}"), "meta": {"proxypool_geo": "de"}}
+        for n in range(4, 8)
+    ]
+    result = run_crawl(
+        tmp_path,
+        env=world.env(),  # the catalog canonicalises: "us/california" -> US/California
+        geo="us/california",
+        start=start,
+        settings=gateway_settings(world),
+    )
+    assert_no_secret(result, world)
+    assert result.ok_paths() == {f"/page/{n}" for n in range(8)}
+    geo_of = {
+        "/" + e.target.split("/", 3)[3]: e.geo
+        for e in world.account_gateway.requests()[logged:]
+        if e.status == 200
+    }
+    assert {geo_of[f"/page/{n}"] for n in range(4)} == {Geo("US", "California")}
+    assert {geo_of[f"/page/{n}"] for n in range(4, 8)} == {Geo("DE")}
+    relay_of = {hit.path: hit.relay for hit in world.target.hits()}
+    assert {relay_of[f"/page/{n}"] for n in range(4, 8)} <= set(world.relays_in("DE"))
+    assert {relay_of[f"/page/{n}"] for n in range(4)} <= california(world)
 
 
 def test_https_through_the_gateway_tunnels_by_session(tmp_path: Path) -> None:

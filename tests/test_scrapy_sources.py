@@ -172,3 +172,39 @@ def test_static_ips_feed_the_pool(
     assert "proxypool/extracted" not in stats and stats["proxypool/minted"] >= 2
     assert sim.extraction_calls() == []  # nothing bought
     assert len(sim.calls("ip/get-static-ip")) >= 1
+
+
+def test_static_ips_are_matched_by_country_per_request(
+    tmp_path: Path, auth_fleet: RelayFleet, target_site: TargetSite, sim: ProviderSimulator
+) -> None:
+    us, de = auth_fleet.relays[0], auth_fleet.relays[1]
+    sim.set_static_ips(
+        [us.address],
+        credentials=("user", PASSWORD),
+        extra=[
+            {
+                "ip": de.host,
+                "port": de.port,
+                "country_code": "DE",
+                "status": 1,
+                "product_type": 25,
+                "username": "user",
+                "password": PASSWORD,
+            }
+        ],
+    )
+    result = run_crawl(
+        tmp_path,
+        env=sim.env(),
+        start=[
+            {"url": target_site.url_for(f"/page/{n}"), "meta": {"proxypool_geo": "DE"}}
+            for n in range(4)
+        ]
+        + [{"url": target_site.url_for(f"/page/{n}")} for n in range(4, 8)],
+        settings={"PROXYPOOL_SOURCE": "static", "PROXYPOOL_MIN_SIZE": 1},
+    )
+    assert result.returncode == 0, result
+    assert result.ok_paths() == {f"/page/{n}" for n in range(8)}
+    relay_of = {hit.path: hit.relay for hit in target_site.hits()}
+    assert {relay_of[f"/page/{n}"] for n in range(4)} == {de.name}
+    assert PASSWORD not in result.log
