@@ -254,6 +254,25 @@ def test_a_refused_account_fails_a_requests_call_at_once_and_clearly(
     assert world.target.hits() == []
 
 
+def test_a_ban_moves_a_requests_session_to_another_gateway_session(world: SimWorld) -> None:
+    from proxypool.adapters import wrap_session
+
+    banned = sorted(california(world))[0]
+    world.target.ban(banned, 403)
+    source = GatewaySource(world.gateway_address, USER, PASSWORD)
+    with (
+        ProxyPool(source, geo="US/California", batch=3, min_size=1) as pool,
+        wrap_session(plain_session(), pool, session_key="cart", max_proxy_retries=8) as session,
+    ):
+        for n in range(12):
+            assert session.get(world.target.url_for(f"/page/{n}"), timeout=10).status_code == 200
+        stats = pool.stats()
+    served = [hit.relay for hit in world.target.hits() if not hit.banned]
+    assert banned not in served
+    assert len(set(served)) == 1  # the sticky key kept one session once it found a clean exit
+    assert stats["bans"] == sum(hit.banned for hit in world.target.hits())
+
+
 # -- Scrapy crawls ------------------------------------------------------------------------------
 
 
@@ -398,11 +417,13 @@ def test_a_ban_moves_the_site_to_another_session(tmp_path: Path, world: SimWorld
 
 @pytest.mark.parametrize(
     ("user", "password"),
-    [(USER, "wrongPass1"), DISABLED, ("nobody9", "whatever1")],
+    [(USER, "wrongPass1"), DISABLED, ("nobody9", "whatever1"), LIMITED],
 )
 def test_a_refused_account_closes_the_crawl_before_anything_reaches_the_site(
     tmp_path: Path, world: SimWorld, user: str, password: str
 ) -> None:
+    if (user, password) == LIMITED:
+        world.simulator.record_traffic(user, 50 * 1024**3)  # its 50 GB limit_flow, used up
     result = run_crawl(
         tmp_path,
         start=[{"url": world.target.url_for(f"/page/{n}")} for n in range(5)],

@@ -153,12 +153,13 @@ def test_a_list_with_a_geography_stops_before_anything_is_sent(
 def test_static_ips_feed_the_pool(
     tmp_path: Path, auth_fleet: RelayFleet, target_site: TargetSite, sim: ProviderSimulator
 ) -> None:
-    live = auth_fleet.relays[:2]
+    live = auth_fleet.relays[:3]
     sim.set_static_ips(
         [relay.address for relay in live],
         credentials=("user", PASSWORD),
         extra=[{"port": 1}, {"ip": "127.0.0.1", "port": 2, "status": 2}],  # no address; invalid
     )
+    target_site.ban(live[2].name, 403)  # a ban moves its requests to the other static IPs
     result = run_crawl(
         tmp_path,
         env=sim.env(),
@@ -166,8 +167,10 @@ def test_static_ips_feed_the_pool(
         start=[{"url": target_site.url_for("/")}],
         settings={"PROXYPOOL_SOURCE": "static", "PROXYPOOL_MIN_SIZE": 2},
     )
-    assert_every_page_through(result, target_site, {"relay-0", "relay-1"})
-    assert set(target_site.hits_by_relay()) == {"relay-0", "relay-1"}
+    assert_every_page_through(result, target_site, {"relay-0", "relay-1", "relay-2"})
+    served = {hit.relay for hit in target_site.hits() if not hit.banned}
+    assert served == {"relay-0", "relay-1"}
+    assert result.stat("proxypool/bans/403") >= 1
     stats = result.proxypool_stats()
     assert "proxypool/extracted" not in stats and stats["proxypool/minted"] >= 2
     assert sim.extraction_calls() == []  # nothing bought
