@@ -43,10 +43,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from proxypool.geo import Geo
+from proxypool.sim._service import Service
 from proxypool.sim.relays import Relay
 
 __all__ = ["AccountGateway", "GatewayRequest", "parse_username"]
@@ -126,7 +126,7 @@ def parse_username(username: str) -> tuple[str, Geo, int, str | None]:
 Login = Callable[[str, str], "str | None"]
 
 
-class AccountGateway:
+class AccountGateway(Service):
     """The rotating gateway (see the module docstring). ``login(user, password)`` returns None
     for an account that may be used, else why not (shown in the 407's body); ``relays_for(geo)``
     the relays that may exit for ``geo``, alive or not; ``record(user, nbytes)`` counts traffic.
@@ -200,17 +200,6 @@ class AccountGateway:
                 sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
-
-    def __enter__(self) -> AccountGateway:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def port(self) -> int:

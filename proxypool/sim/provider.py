@@ -44,12 +44,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .._env import API_URL_ENV, APP_KEY_ENV
 from ..errors import ConfigError
+from ._service import Service
 from .locations import DEFAULT_LOCATIONS, SimCountry, find_country, find_state
 
 __all__ = [
@@ -227,7 +228,7 @@ def _remark_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-class ProviderSimulator:
+class ProviderSimulator(Service):
     """The provider's API on ``127.0.0.1``, on a free port, served from a background thread.
 
     ``with ProviderSimulator() as sim:`` or ``sim.start()`` / ``sim.stop()``; then ``sim.base_url``
@@ -384,15 +385,8 @@ class ProviderSimulator:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> ProviderSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """``stop()``, under the name every simulated part has."""
         self.stop()
 
     def __repr__(self) -> str:

@@ -46,10 +46,10 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from proxypool.errors import ConfigError
 from proxypool.models import Proxy
+from proxypool.sim._service import Service
 
 __all__ = [
     "RELAYED_AT_HEADER",
@@ -215,7 +215,7 @@ class Relay:
         return f"Relay({self.name!r}, {self.address!r}, {state})"
 
 
-class RelayFleet:
+class RelayFleet(Service):
     """N real forward proxies on loopback, started in parallel, stopped together.
 
     ``count`` relays are named ``f"{prefix}{i}"``; ``latency`` is seconds added before each
@@ -375,17 +375,6 @@ class RelayFleet:
             for relay in self._relays.values():
                 self._stop(relay)
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> RelayFleet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- knobs --------------------------------------------------------------------------------
 

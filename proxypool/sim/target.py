@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from proxypool.errors import ConfigError
+from proxypool.sim._service import Service
 from proxypool.sim.relays import (
     RELAY_HEADER,
     RELAY_PEER_HEADER,
@@ -137,7 +137,7 @@ class Ban:
     captcha: bool = False
 
 
-class TargetSite:
+class TargetSite(Service):
     """A local, crawlable, recording HTTP(S) site. See the module docstring.
 
     ``pages`` is the number of ``/page/<n>`` pages, ``links_per_page`` how many links each
@@ -214,17 +214,6 @@ class TargetSite:
         if self._certdir is not None:
             shutil.rmtree(self._certdir, ignore_errors=True)
             self._certdir = None
-
-    def __enter__(self) -> TargetSite:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- addresses ----------------------------------------------------------------------------
 

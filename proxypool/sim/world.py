@@ -43,11 +43,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 
+from ._service import Service
 from .account_gateway import AccountGateway
 from .locations import DEFAULT_LOCATIONS, SimCountry, find_country, find_state
 from .provider import ProviderSimulator
@@ -216,7 +217,7 @@ class _LeaseState:
         )
 
 
-class LeaseGateway:
+class LeaseGateway(Service):
     """Ports that forward to relays, one per lease, each working for its lease's life.
 
     :meth:`issue` opens a port for a relay; after ``life`` minutes (times ``time_scale``) on
@@ -303,17 +304,6 @@ class LeaseGateway:
                 sock.close()
         if self._selector is not None:
             self._selector.close()
-
-    def __enter__(self) -> LeaseGateway:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -642,7 +632,7 @@ def _canonical(geo: Geo, locations: tuple[SimCountry, ...], text: str) -> Geo:
     return Geo(country.country_code, state.name if state else None, city)
 
 
-class SimWorld:
+class SimWorld(Service):
     """Simulator, relays, lease gateway and target site, started and stopped together.
 
     ``layout``: relays per geography (``"CC"``, ``"CC/State"``, ``"CC/State/City"`` in the
@@ -737,17 +727,6 @@ class SimWorld:
                 stop()
             except Exception:  # keep stopping the rest
                 logger.exception("stopping the simulated world")
-
-    def __enter__(self) -> SimWorld:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- addresses ------------------------------------------------------------------------------
 
