@@ -83,6 +83,9 @@ logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
+# Addresses probed at once (reachable's max_open): one wave of them takes one timeout at most.
+_PROBE_AT_ONCE = 256
+
 # connect() on a non-blocking socket answers one of these while the handshake is under way.
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN})
 
@@ -91,7 +94,7 @@ def reachable(
     addresses: Iterable[Address],
     *,
     timeout: float,
-    max_open: int = 256,
+    max_open: int = _PROBE_AT_ONCE,
     clock: Callable[[], float] = time.monotonic,
 ) -> set[Address]:
     """The ``(host, port)`` pairs that accept a TCP connection within ``timeout`` seconds.
@@ -182,8 +185,10 @@ class CheckedSource:
     ``extract`` calls the wrapped source, then, when ``check`` is true, keeps only the proxies
     whose ``host:port`` accepts a TCP connection within ``timeout`` seconds. Returns an
     ``ExtractedBatch``: the proxies kept, and how many the provider handed over (all of them
-    count against the pool's ``max_extracted``). Logs one INFO line per extraction (a WARNING
-    when every proxy of a batch was rejected). Thread-safe; blocking, so it belongs in worker
+    count against the pool's ``max_extracted``). A free source (``paid = False``: a list, static
+    IPs) hands over all it has at each refill: only its first 256 addresses are probed, the rest
+    join unprobed, so a refill never waits more than ``timeout`` on a long list. Logs one INFO
+    line per extraction (a WARNING when every proxy of a batch was rejected). Thread-safe; blocking, so it belongs in worker
     threads, which is where the pool calls it.
     """
 
@@ -227,7 +232,15 @@ class CheckedSource:
             del proxies[num:]  # the pool keeps at most num: no point probing the surplus
         kept = proxies
         if self.check and proxies:
-            alive = self._probe({(p.host, p.port) for p in proxies}, timeout=self.timeout)
+            addresses = list(dict.fromkeys((p.host, p.port) for p in proxies))
+            unprobed: set[Address] = set()
+            if not self.paid and len(addresses) > _PROBE_AT_ONCE:
+                # A free source hands over its whole list at every refill (a list of 10,000):
+                # one wave of probes, so the wait stays one timeout; the rest join unprobed and
+                # meet the pool's usual health checks, as they would with the check off.
+                unprobed = set(addresses[_PROBE_AT_ONCE:])
+                addresses = addresses[:_PROBE_AT_ONCE]
+            alive = self._probe(set(addresses), timeout=self.timeout) | unprobed
             kept = [p for p in proxies if (p.host, p.port) in alive]
         rejected = len(proxies) - len(kept)
         with self._lock:
@@ -495,6 +508,7 @@ class ListSource:
 # -- static IPs --------------------------------------------------------------------------------
 
 _USER_KEYS = ("username", "user", "account", "login", "proxy_user")
+_MAX_STATIC_PAGES = 1000
 _PASSWORD_KEYS = ("password", "pwd", "pass", "passwd", "proxy_password")
 _UNUSABLE = (StaticIpStatus.INVALID, StaticIpStatus.MAINTENANCE)
 
@@ -551,6 +565,7 @@ class StaticIPSource:
     def static_ips(self) -> list[StaticIp]:
         """Every static IP of the account (all pages), as listed."""
         found: list[StaticIp] = []
+        seen: set[tuple[str | None, int | None]] = set()
         page = 1
         while True:
             listed = self.client.list_static_ips(
@@ -559,6 +574,14 @@ class StaticIPSource:
                 page=page,
                 size=self.page_size,
             )
+            addresses = {(item.ip, item.port) for item in listed.items}
+            if addresses and addresses <= seen:
+                # A provider that ignores ``page`` answers the same page again: it is the end.
+                logger.warning(
+                    "proxypool: the static IP list repeated itself at page %d; stopped there", page
+                )
+                break
+            seen |= addresses
             found.extend(listed.items)
             total = listed.total_count
             if not listed.items or len(listed.items) < self.page_size:
@@ -566,7 +589,11 @@ class StaticIPSource:
             if total is not None and len(found) >= total:
                 break
             page += 1
-            if page > 10_000:  # a provider that pages forever
+            if page > _MAX_STATIC_PAGES:  # a provider that pages forever
+                logger.warning(
+                    "proxypool: the static IP list goes on past %d pages; stopped there",
+                    _MAX_STATIC_PAGES,
+                )
                 break
         return found
 

@@ -239,6 +239,23 @@ def test_a_pool_on_a_list_revives_what_it_evicted_at_its_next_refill() -> None:
     assert pool.stats()["minted"] == 6
 
 
+def test_a_long_list_is_probed_one_wave_at_a_time(tmp_path: Path) -> None:
+    """A free source hands over its whole list at each refill: the reachability check probes one
+    wave of it (one timeout at most), the rest joins unprobed; a paid batch is probed whole."""
+    probed: list[int] = []
+
+    def probe(addresses: set[tuple[str, int]], *, timeout: float) -> set[tuple[str, int]]:
+        probed.append(len(addresses))
+        return {a for a in addresses if a[1] % 2 == 0}  # the odd ports refuse
+
+    listing = ListSource([f"10.5.{n // 250}.{n % 250}:{8000 + n}" for n in range(1000)])
+    kept = CheckedSource(listing, probe=probe).extract(None, num=20, life=5)
+    assert probed == [256]
+    assert len(kept) == 128 + (1000 - 256)  # the probed half that answers, and the unprobed
+    paid = CheckedSource(Silent(), probe=probe).extract(None, num=500, life=5)
+    assert probed[-1] == 500 and len(paid) == 250
+
+
 # -- StaticIPSource -----------------------------------------------------------------------------
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -300,6 +317,24 @@ def test_static_ips_come_from_every_page_and_odd_entries_are_skipped(
     assert [p.port for p in by_country] == [7007]
     with pytest.raises(ConfigError, match="country only"):
         source.extract(Geo("US", "California"), num=1, life=5)
+
+
+def test_a_provider_that_ignores_the_page_number_does_not_loop(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    def same_page(request: Request) -> Response:
+        items = [static_entry(n) for n in range(1, 3)]  # always full, never a total
+        return Response(json.dumps(envelope({"list": items})), content_type="application/json")
+
+    httpserver.expect_request("/ip/get-static-ip").respond_with_handler(same_page)
+    source = StaticIPSource(make_client(httpserver), page_size=2, now=lambda: NOW)
+    with caplog.at_level(logging.WARNING, logger="proxypool"):
+        proxies = source.extract(None, num=1, life=5)
+    assert [p.port for p in proxies] == [7001, 7002]
+    assert len(httpserver.log) == 2  # the second answer repeated the first: the end
+    assert "repeated itself at page 2" in caplog.text
 
 
 def test_static_ips_in_a_pool_are_free_and_lasting(httpserver: HTTPServer) -> None:
@@ -508,3 +543,28 @@ def test_a_gateway_with_a_client_validates_geography_with_the_catalog(
     assert catalog_for(GatewaySource("127.0.0.1:1", "u", "p", client=client)) is not None
     assert catalog_for(GatewaySource("127.0.0.1:1", "u", "p")) is None
     assert catalog_for(ExtractionSource(client)) is not None
+
+
+def test_gateway_settings_keep_the_password_out_of_reprs_and_errors() -> None:
+    from scrapy_ext.settings import read_settings
+
+    settings = {
+        "PROXYPOOL_SOURCE": "gateway",
+        "PROXYPOOL_GATEWAY": "127.0.0.1:3120",
+        "PROXYPOOL_GATEWAY_USER": "crawler01",
+        "PROXYPOOL_GATEWAY_PASSWORD": PASSWORD,
+    }
+    config = read_settings(settings, environ={})
+    assert config.gateway_password == PASSWORD
+    assert PASSWORD not in repr(config)
+    source = GatewaySource("127.0.0.1:3120", "crawler01", PASSWORD)
+    assert PASSWORD not in repr(source) and PASSWORD not in str(source.proxy())
+    bad = dict(settings, PROXYPOOL_GATEWAY=f"crawler01:{PASSWORD}@127.0.0.1:3120")
+    with pytest.raises(ConfigError) as info:
+        read_settings(bad, environ={})
+    assert PASSWORD not in str(info.value) and info.value.field == "PROXYPOOL_GATEWAY"
+    listed = ListSource([f"http://u:{PASSWORD}@127.0.0.1:1"])
+    assert PASSWORD not in repr(listed) and PASSWORD not in repr(listed.proxies)
+    with pytest.raises(ConfigError) as info:
+        ListSource([f"socks5://u:{PASSWORD}@127.0.0.1:1"])
+    assert PASSWORD not in str(info.value)
