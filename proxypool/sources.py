@@ -188,8 +188,8 @@ class CheckedSource:
     count against the pool's ``max_extracted``). A free source (``paid = False``: a list, static
     IPs) hands over all it has at each refill: only its first 256 addresses are probed, the rest
     join unprobed, so a refill never waits more than ``timeout`` on a long list. Logs one INFO
-    line per extraction (a WARNING when every proxy of a batch was rejected). Thread-safe; blocking, so it belongs in worker
-    threads, which is where the pool calls it.
+    line per extraction (a WARNING when every proxy of a batch was rejected). Thread-safe;
+    blocking, so it belongs in worker threads, which is where the pool calls it.
     """
 
     def __init__(
