@@ -670,9 +670,10 @@ def _crawl(
             "PROXYPOOL_SOURCE": "gateway",
             "PROXYPOOL_GATEWAY": world.gateway_address,
             "PROXYPOOL_GATEWAY_USER": GATEWAY_USER,
-            # A new session after a ban gets a random exit, which may be banned as well (half
-            # of them are by then): a few more tries than the default.
-            "PROXYPOOL_MAX_PROXY_RETRIES": 8,
+            # A new session after a ban gets a random exit, which may be banned as well: by the
+            # end two of the three live exits are, so a page may need many sessions (they are
+            # free): 20 tries leave a page lost once in 3,000.
+            "PROXYPOOL_MAX_PROXY_RETRIES": 20,
         }
 
     settings = {
