@@ -452,3 +452,44 @@ def test_an_unknown_account_is_said_before_the_crawl_when_the_password_is_looked
     assert re.search(r"'nobody9' is not among", result.stat("proxypool/error"))
     assert world.target.hits() == []
     assert world.app_key not in result.log
+
+
+def test_a_refused_account_over_https_closes_the_crawl_too(tmp_path: Path, world: SimWorld) -> None:
+    from proxypool.sim.target import TargetSite
+
+    with TargetSite(3, tls=True) as site:
+        result = run_crawl(
+            tmp_path,
+            start=[{"url": site.url_for(f"/page/{n}")} for n in range(3)],
+            settings=gateway_settings(world, PROXYPOOL_GATEWAY_PASSWORD="wrongPass1"),
+        )
+        hits = site.hits()
+    assert result.finish_reason == "proxypool_account_error", result
+    assert f"refused proxy account {USER!r}" in result.stat("proxypool/error")
+    assert hits == []  # the CONNECT was refused: nothing reached the site
+    assert "wrongPass1" not in result.log
+
+
+def test_a_gateway_that_is_down_fails_closed_without_a_loop(tmp_path: Path) -> None:
+    """The gateway's port refuses connections: every session is dropped on arrival by the
+    reachability check, the pool backs off between refills, requests fail visibly; nothing is
+    sent without a proxy."""
+    with SimWorld({"US/California": 1}, pages=3) as world:
+        settings = gateway_settings(
+            world, PROXYPOOL_GATEWAY_PASSWORD=PASSWORD, PROXYPOOL_WAIT_TIMEOUT=4
+        )
+        world.account_gateway.close()  # its port refuses connections from now on
+        result = run_crawl(
+            tmp_path,
+            start=[{"url": world.target.url_for(f"/page/{n}")} for n in range(3)],
+            settings=settings,
+            timeout=60,
+        )
+        hits = world.target.hits()
+    assert result.returncode == 0, result
+    assert hits == []
+    assert result.ok_paths() == set()
+    assert result.error_paths() == {f"/page/{n}" for n in range(3)}
+    stats = result.proxypool_stats()
+    assert stats["proxypool/rejected"] >= 4  # sessions minted, refused on arrival
+    assert stats["proxypool/refills"] <= 6  # backed off, not a busy loop
