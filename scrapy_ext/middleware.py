@@ -514,7 +514,8 @@ class ProxyPoolMiddleware:
                 return ListSource(Path(entries) if isinstance(entries, str) else entries)
             except ConfigError as exc:
                 raise ConfigError(f"{setting}: {exc}", field=setting) from None
-        client = self._provider_client() if config.app_key is not None else None
+        # (In gateway mode with a password the API is optional: used for the catalog if set.)
+        client = self._provider_client() if config.app_key and config.api_url else None
         if mode == "gateway":
             assert config.gateway is not None  # read_settings requires it
             return GatewaySource(

@@ -568,3 +568,29 @@ def test_gateway_settings_keep_the_password_out_of_reprs_and_errors() -> None:
     with pytest.raises(ConfigError) as info:
         ListSource([f"socks5://u:{PASSWORD}@127.0.0.1:1"])
     assert PASSWORD not in str(info.value)
+
+
+def test_gateway_mode_needs_no_api_url_when_the_password_is_given() -> None:
+    from scrapy import Spider
+    from scrapy.utils.test import get_crawler
+
+    from scrapy_ext import ProxyPoolMiddleware
+
+    crawler = get_crawler(
+        Spider,
+        {
+            "DOWNLOAD_HANDLERS": {
+                "http": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+                "https": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+            },
+            "PROXYPOOL_SOURCE": "gateway",
+            "PROXYPOOL_GATEWAY": "127.0.0.1:3120",
+            "PROXYPOOL_GATEWAY_USER": "crawler01",
+            "PROXYPOOL_GATEWAY_PASSWORD": PASSWORD,
+            "PROXYPOOL_APP_KEY": "a-key-but-no-url",  # (from the environment, say)
+        },
+    )
+    middleware = ProxyPoolMiddleware.from_crawler(crawler)
+    assert middleware.pool is not None and middleware.source is not None
+    gateway = middleware.source.source
+    assert isinstance(gateway, GatewaySource) and gateway.client is None
