@@ -468,6 +468,19 @@ class ProxyPoolMiddleware:
                 "will refuse requests"
             )
 
+    @property
+    def failure(self) -> tuple[str, str] | None:
+        """Why the middleware cannot serve, as ``(finish reason, message)``: a bad setting, an
+        unknown geography, an account refused, a ban storm that closes the spider. Every request
+        is then dropped and the spider is (or will be) closed with that reason. None while
+        serving."""
+        return self._failure
+
+    def sync_stats(self) -> None:
+        """Copy the pool's and the source's counters into Scrapy's stats now (they are copied
+        periodically and when the spider closes). Call on the reactor thread."""
+        self._sync_stats()
+
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProxyPoolMiddleware:
         middleware = cls(crawler)

@@ -952,7 +952,7 @@ def test_a_request_made_with_a_pooled_responses_meta_is_served_by_the_pool() -> 
     parent = send(middleware, Request(SITE))
     child = send(middleware, Request("http://shop.example/next", meta=dict(parent.meta)))
     assert child.meta[PROXY_META_KEY] in proxies(4)
-    middleware._report_requests()
+    middleware.sync_stats()
     assert stats(middleware)["proxypool/requests"] == 2
     ftp = Request("ftp://shop.example/x", meta={"proxy": parent.meta["proxy"]})
     assert "ftp" in refused(middleware, ftp)
@@ -1014,7 +1014,7 @@ def test_a_download_handler_not_known_to_carry_the_proxy_stops_the_spider(
 ) -> None:
     middleware = built(DOWNLOAD_HANDLERS={"http": HTTP11, "https": HTTP11, **handlers})
     if scheme is None:  # Scrapy cannot load it either: it downloads nothing for that scheme
-        assert middleware._failure is None
+        assert middleware.failure is None
         return
     with pytest.raises(CloseSpider) as closed:
         complete(middleware.spider_opened(Spider("s")))
@@ -1037,7 +1037,7 @@ def test_a_download_handler_not_known_to_carry_the_proxy_stops_the_spider(
     ],
 )
 def test_scrapys_http11_handler_is_accepted(handlers: dict[str, Any]) -> None:
-    assert built(DOWNLOAD_HANDLERS=handlers)._failure is None
+    assert built(DOWNLOAD_HANDLERS=handlers).failure is None
 
 
 def test_a_subclass_of_http11_needs_to_be_trusted() -> None:
@@ -1047,9 +1047,9 @@ def test_a_subclass_of_http11_needs_to_be_trusted() -> None:
         pass
 
     handlers = {"http": Custom, "https": HTTP11}
-    assert built(DOWNLOAD_HANDLERS=handlers)._failure is not None
+    assert built(DOWNLOAD_HANDLERS=handlers).failure is not None
     trusted = built(DOWNLOAD_HANDLERS=handlers, PROXYPOOL_TRUSTED_HANDLERS=[Custom])
-    assert trusted._failure is None
+    assert trusted.failure is None
 
 
 @pytest.mark.parametrize("trusted", [[AIOHTTP], AIOHTTP, f" {AIOHTTP} , {FILE}"])
@@ -1057,13 +1057,13 @@ def test_trusted_handlers_are_accepted(trusted: Any) -> None:
     middleware = built(
         DOWNLOAD_HANDLERS={"http": AIOHTTP, "https": AIOHTTP}, PROXYPOOL_TRUSTED_HANDLERS=trusted
     )
-    assert middleware._failure is None
+    assert middleware.failure is None
 
 
 def test_an_unloadable_trusted_handler_names_the_setting() -> None:
     middleware = built(PROXYPOOL_TRUSTED_HANDLERS=["no.such.Handler"])
-    assert middleware._failure is not None
-    assert "PROXYPOOL_TRUSTED_HANDLERS" in middleware._failure[1]
+    assert middleware.failure is not None
+    assert "PROXYPOOL_TRUSTED_HANDLERS" in middleware.failure[1]
 
 
 # -- proxy_of -----------------------------------------------------------------------------------
