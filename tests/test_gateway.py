@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,9 +203,11 @@ def exits_match_sessions(world: SimWorld, since: int) -> dict[str, set[str]]:
 
 
 def test_requests_exit_through_the_session_they_name_on_reused_connections(
-    world: SimWorld,
+    world: SimWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
     from proxypool.adapters import wrap_session
+
+    caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
 
     source = GatewaySource(world.gateway_address, USER, PASSWORD)
     connections = world.account_gateway.connections
@@ -228,15 +231,29 @@ def test_requests_exit_through_the_session_they_name_on_reused_connections(
     assert {e.geo for e in entries} == {Geo("US", "California")}
     assert world.account_gateway.connections - connections <= 3  # one kept-alive per session
     assert (stats["minted"], stats["extracted"]) == (4, 0)
+    secret_forms = (PASSWORD, base64.b64encode(PASSWORD.encode()).decode().rstrip("="))
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "DEBUG" in {record.levelname for record in caplog.records}
+    assert not any(form in logged for form in secret_forms)
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize(
+    ("scheme", "user", "password"),
+    [
+        ("http", USER, "wrongPass1"),
+        ("https", USER, "wrongPass1"),
+        ("http", *DISABLED),
+        ("https", *LIMITED),
+    ],
+)
 def test_a_refused_account_fails_a_requests_call_at_once_and_clearly(
-    world: SimWorld, scheme: str
+    world: SimWorld, scheme: str, user: str, password: str
 ) -> None:
     from proxypool.adapters import ProxyRequestFailed, wrap_session
 
-    source = GatewaySource(world.gateway_address, USER, "wrongPass1")
+    if (user, password) == LIMITED:
+        world.simulator.record_traffic(user, 50 * 1024**3)  # its 50 GB limit_flow, used up
+    source = GatewaySource(world.gateway_address, user, password)
     logged = len(world.account_gateway.requests())
     url = world.target.url_for("/page/1")
     if scheme == "https":
@@ -248,8 +265,8 @@ def test_a_refused_account_fails_a_requests_call_at_once_and_clearly(
     ):
         session.get(url, timeout=10)
     message = str(info.value)
-    assert f"refused proxy account {USER!r}" in message and "407" in message
-    assert "wrongPass1" not in message
+    assert f"refused proxy account {user!r}" in message and "407" in message
+    assert password not in message
     assert len(world.account_gateway.requests()) - logged == 1  # no other session tried
     assert world.target.hits() == []
 
