@@ -12,6 +12,7 @@ import base64
 import collections
 import logging
 import re
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import pytest
 import requests
 from _helpers import FakeClock
 from _scrapy_crawls import CrawlResult, run_crawl
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxypool import ProxyPool
 from proxypool.api import ProviderClient
@@ -510,3 +513,38 @@ def test_a_gateway_that_is_down_fails_closed_without_a_loop(tmp_path: Path) -> N
     stats = result.proxypool_stats()
     assert stats["proxypool/rejected"] >= 4  # sessions minted, refused on arrival
     assert stats["proxypool/refills"] <= 6  # backed off, not a busy loop
+
+
+# -- the grammar, both ways ----------------------------------------------------------------------
+
+_TOKEN = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12)
+
+
+@given(
+    user=_TOKEN,
+    country=st.one_of(st.none(), st.sampled_from(["US", "DE", "GB", "JP"])),
+    state=st.one_of(st.none(), _TOKEN),
+    city=st.one_of(st.none(), _TOKEN),
+    life=st.integers(min_value=1, max_value=7200),
+    session=_TOKEN,
+)
+def test_what_the_source_writes_the_gateway_reads_back(
+    user: str, country: str | None, state: str | None, city: str | None, life: int, session: str
+) -> None:
+    """The default grammar, written by ``GatewaySource`` and read by the simulator's gateway:
+    every geography, life and session comes back as it went in (empty parts left out)."""
+    if country is None:
+        state = city = None
+    if state is None:
+        city = None
+    geo = Geo(country, state, city)
+    source = GatewaySource("127.0.0.1:3120", user, "pw")
+    username = source.username_for(geo, life=life, session=session)
+    assert "__" not in username and not username.endswith("-")
+    assert parse_username(username) == (user, geo, life, session)
+
+
+def test_an_ipv6_gateway_is_bracketed_in_its_urls() -> None:
+    proxy = GatewaySource("[::1]:3120", "crawler01", "pw").proxy(session="S")
+    assert (proxy.host, proxy.port) == ("::1", 3120)
+    assert proxy.url == "http://crawler01_session-S:pw@[::1]:3120"
