@@ -11,17 +11,27 @@ and timed by the server's clock (``TIME``), not the machines':
   An extraction reserves what it may buy before paying; the reservation is settled with what
   was really bought (a surplus counts too) or given back; a reservation whose holder died
   expires after ``ttl`` seconds and its IPs can be reserved again. The cap is never passed;
-- the **server's clock** (``server_time``): expiry judged the same way on every machine.
+- the **server's clock** (``server_time``): expiry judged the same way on every machine;
+- **sticky sessions** (``bind_session`` / ``rebind_session``): a session key means one proxy in
+  every process; the first process to bind it wins, and moving it off a banned proxy happens
+  once, whoever notices first;
+- the **event log** (``publish`` / ``events_after``): what one process learns (a batch bought, a
+  ban, a failure, an eviction) for every other to apply to its own view, in order, within one
+  poll; a Redis stream, trimmed to ``max_events``.
 
-``ProxyPool`` does not use these yet: the store seam that will (``PoolStore``, ``RedisStore``,
-the shared entries, bans and sessions) is the next part. Needs redis-py (``proxypool[redis]``).
+``ProxyPool`` does not use these yet: the store seam that will (``PoolStore``, ``RedisStore``
+keeping each process's view of the pool in step through these) is the next part. Proxy
+credentials in a published batch are stored in Redis as they are: protect the Redis as you would
+the proxies (the app_key is never stored there). Needs redis-py (``proxypool[redis]``).
 The URL's password is a secret: it appears in no repr and no error of this module.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._validate import check_float, check_int, check_text
@@ -86,6 +96,30 @@ return redis.call('INCRBY', KEYS[1], tonumber(ARGV[3]))
 """
 
 
+# KEYS: the session key. ARGV: proxy id, ttl ms. The id bound (ours, or the one bound first).
+_BIND = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return current
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return ARGV[1]
+"""
+
+# KEYS: the session key. ARGV: old id, new id, ttl ms. Moves the key off ``old`` once: returns
+# ``new``, or the id another process moved it to already.
+_REBIND = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+  return ARGV[2]
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return current
+"""
+
+
 def masked_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: for reprs and messages."""
     parts = urlsplit(url)
@@ -105,7 +139,12 @@ class RedisSteps:
     own instead (the URL then only names it in reprs). Thread-safe as redis-py's client is."""
 
     def __init__(
-        self, url: str, *, namespace: str = "proxypool", client: redis.Redis | None = None
+        self,
+        url: str,
+        *,
+        namespace: str = "proxypool",
+        client: redis.Redis | None = None,
+        max_events: int = 100_000,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("url must be a redis://, rediss:// or unix:// URL", field="url")
@@ -132,6 +171,9 @@ class RedisSteps:
         self._release = client.register_script(_RELEASE)
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
+        self._bind = client.register_script(_BIND)
+        self._rebind = client.register_script(_REBIND)
+        self.max_events = max_events
 
     def key(self, name: str) -> str:
         """The Redis key of ``name`` in this namespace (one hash tag for all of them)."""
@@ -183,12 +225,56 @@ class RedisSteps:
         check_int(bought, "bought", min=0)
         return int(self._settle(keys=self._budget_keys(), args=[holder, reserved, bought]))
 
+    # -- sticky sessions ----------------------------------------------------------------------
+
+    def bind_session(self, key: str, proxy_id: str, ttl: float) -> str:
+        """The proxy session ``key`` means in every process: ``proxy_id`` if the key was free,
+        else the one bound first. Either way the binding lives ``ttl`` more seconds."""
+        bound = self._bind(keys=[self.key(f"session:{key}")], args=[proxy_id, _milliseconds(ttl)])
+        return _text(bound)
+
+    def rebind_session(self, key: str, old: str, new: str, ttl: float) -> str:
+        """Move ``key`` off ``old`` (banned, failed) to ``new``: returns ``new``, or the proxy
+        another process moved it to first (so every process follows the same move)."""
+        bound = self._rebind(keys=[self.key(f"session:{key}")], args=[old, new, _milliseconds(ttl)])
+        return _text(bound)
+
+    # -- the event log ------------------------------------------------------------------------
+
+    def publish(self, kind: str, data: Mapping[str, Any]) -> str:
+        """Append an event (``kind`` and JSON-able ``data``) for every process; its id."""
+        body = json.dumps({"kind": kind, **data}, separators=(",", ":"))
+        event_id = self.client.xadd(
+            self.key("events"), {"e": body}, maxlen=self.max_events, approximate=True
+        )
+        return _text(event_id)
+
+    def events_after(
+        self, cursor: str = "0-0", *, count: int = 1000, block: float | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The events after ``cursor`` (an event id; ``"0-0"``: from the oldest kept), oldest
+        first, at most ``count``; waits up to ``block`` seconds for one when there is none.
+        Returns the cursor to pass next time, and the events."""
+        timeout = None if block is None else max(1, round(block * 1000))
+        answer: Any = self.client.xread({self.key("events"): cursor}, count=count, block=timeout)
+        events: list[dict[str, Any]] = []
+        for _stream, entries in answer or []:
+            for event_id, fields in entries:
+                cursor = _text(event_id)
+                raw = fields.get(b"e", fields.get("e"))
+                events.append(json.loads(raw))
+        return cursor, events
+
     def spent(self) -> int:
         """IPs bought so far over every process of the namespace."""
         return int(self.client.get(self.key("budget:spent")) or 0)
 
     def __repr__(self) -> str:
         return f"RedisSteps({self._shown!r}, namespace={self.namespace!r})"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _milliseconds(ttl: float) -> int:

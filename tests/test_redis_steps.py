@@ -1,6 +1,8 @@
 """The cross-process steps of a shared pool (``proxypool._redis_steps``), against a real
 Redis-protocol server and real OS processes racing for them: one refill lease in flight, one that
-a killed holder gives up by expiring, one budget never passed, a dead reserver's IPs returned."""
+a killed holder gives up by expiring, one budget never passed, a dead reserver's IPs returned,
+one proxy per session key in every process, and what one process publishes read by the others
+in order and within a second."""
 
 from __future__ import annotations
 
@@ -50,6 +52,25 @@ def _race_for_the_budget(url: str, start: float, n: int, out: multiprocessing.Qu
     if granted:
         steps.settle(f"racer-{n}", granted, granted)  # bought what it reserved
     out.put(granted)
+
+
+def _race_to_bind(url: str, start: float, n: int, out: multiprocessing.Queue[str]) -> None:
+    steps = RedisSteps(url, namespace="t")
+    time.sleep(max(0.0, start - time.time()))
+    out.put(steps.bind_session("cart-1", f"proxy-{n}", 60.0))
+
+
+def _race_to_rebind(url: str, start: float, n: int, out: multiprocessing.Queue[str]) -> None:
+    steps = RedisSteps(url, namespace="t")
+    time.sleep(max(0.0, start - time.time()))
+    out.put(steps.rebind_session("cart-1", "proxy-banned", f"proxy-{n}", 60.0))
+
+
+def _publish_a_ban(url: str, out: multiprocessing.Queue[float]) -> None:
+    steps = RedisSteps(url, namespace="t")
+    time.sleep(0.5)
+    out.put(steps.server_time())
+    steps.publish("ban", {"proxy": "10.0.0.1:8000", "domain": "shop.example"})
 
 
 def _race(target: Callable[..., None], server: RedisServer, *, numbered: bool) -> list[Any]:
@@ -195,3 +216,62 @@ def test_bad_settings_are_refused_before_any_call(url: str, namespace: str, fiel
     with pytest.raises(ConfigError) as info:
         RedisSteps(url, namespace=namespace)
     assert info.value.field == field
+
+
+def test_a_session_key_means_one_proxy_in_every_process(
+    server: RedisServer, steps: RedisSteps
+) -> None:
+    bound = _race(_race_to_bind, server, numbered=True)
+    assert len(set(bound)) == 1  # whoever came first, every process got its proxy
+    assert steps.bind_session("cart-1", "proxy-x", 60.0) == bound[0]  # until it expires
+
+
+def test_moving_a_session_off_a_banned_proxy_happens_once(
+    server: RedisServer, steps: RedisSteps
+) -> None:
+    assert steps.bind_session("cart-1", "proxy-banned", 60.0) == "proxy-banned"
+    moved = _race(_race_to_rebind, server, numbered=True)
+    assert len(set(moved)) == 1 and moved[0] != "proxy-banned"  # all follow the same move
+    assert steps.rebind_session("cart-1", "proxy-banned", "proxy-late", 60.0) == moved[0]
+
+
+def test_a_session_binding_expires(steps: RedisSteps) -> None:
+    assert steps.bind_session("short", "a", 0.3) == "a"
+    time.sleep(0.5)
+    assert steps.bind_session("short", "b", 10.0) == "b"
+
+
+def test_events_reach_another_process_in_order_and_within_a_second(
+    server: RedisServer, steps: RedisSteps
+) -> None:
+    cursor, history = steps.events_after()
+    assert history == [] and cursor == "0-0"
+    steps.publish("batch", {"geo": "US", "proxies": ["10.0.0.1:8000", "10.0.0.2:8000"]})
+    context = multiprocessing.get_context("spawn")
+    sent = context.Queue()
+    publisher = context.Process(target=_publish_a_ban, args=(server.url, sent))
+    cursor, first = steps.events_after(cursor)
+    assert [e["kind"] for e in first] == ["batch"]
+    publisher.start()
+    try:
+        cursor, later = steps.events_after(cursor, block=20.0)  # wakes when it arrives
+        read_at = steps.server_time()
+        published_at = sent.get(timeout=20)
+    finally:
+        publisher.join(10)
+    assert later == [{"kind": "ban", "proxy": "10.0.0.1:8000", "domain": "shop.example"}]
+    assert read_at - published_at < 1.0
+    assert steps.events_after(cursor) == (cursor, [])
+    # A process that starts late reads the history it missed, oldest first.
+    _, everything = RedisSteps(server.url, namespace="t").events_after()
+    assert [e["kind"] for e in everything] == ["batch", "ban"]
+
+
+def test_the_event_log_is_trimmed(server: RedisServer) -> None:
+    redis.Redis.from_url(server.url).flushdb()
+    steps = RedisSteps(server.url, namespace="t", max_events=100)
+    for n in range(1000):
+        steps.publish("failure", {"n": n})
+    _, kept = steps.events_after(count=5000)
+    assert 100 <= len(kept) < 1000  # approximately max_events (the stream trims by nodes)
+    assert kept[-1] == {"kind": "failure", "n": 999}
