@@ -10,7 +10,9 @@ and timed by the server's clock (``TIME``), not the machines':
 - the **budget** (``reserve`` / ``settle``): ``max_extracted`` as one sum over every process.
   An extraction reserves what it may buy before paying; the reservation is settled with what
   was really bought (a surplus counts too) or given back; a reservation whose holder died
-  expires after ``ttl`` seconds and its IPs can be reserved again. The cap is never passed;
+  expires after ``ttl`` seconds and its IPs can be reserved again. The cap is never passed as
+  long as ``ttl`` outlasts an extraction (a holder slower than that, not dead, could settle
+  after its IPs were granted to another: give ``ttl`` more than the API timeout and retries);
 - the **server's clock** (``server_time``): expiry judged the same way on every machine;
 - **sticky sessions** (``bind_session`` / ``rebind_session``): a session key means one proxy in
   every process; the first process to bind it wins, and moving it off a banned proxy happens
@@ -29,10 +31,11 @@ The URL's password is a secret: it appears in no repr and no error of this modul
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._validate import check_float, check_int, check_text
 from .errors import ConfigError
@@ -121,16 +124,26 @@ return current
 
 
 def masked_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: for reprs and messages."""
+    """``url`` with its password replaced by ``***``, in the netloc and in a ``password=`` query
+    parameter (redis-py reads both): for reprs and messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    shown = f"{parts.scheme}://{netloc}{parts.path}"  # (urlunsplit drops "//" for unix:)
+    if query:
+        shown += f"?{query}"
+    if parts.fragment:
+        shown += f"#{parts.fragment}"
+    return shown
+
+
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 class RedisSteps:

@@ -196,6 +196,11 @@ def test_the_url_password_is_a_secret() -> None:
     url = "redis://crawler:Redis-S3cret-Pw@127.0.0.1:1/0"
     assert masked_url(url) == "redis://crawler:***@127.0.0.1:1/0"
     assert masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert masked_url("redis://:Redis-S3cret-Pw@[::1]:6379") == "redis://:***@[::1]:6379"
+    assert (
+        masked_url("unix:///tmp/r.sock?db=1&password=Redis-S3cret-Pw")
+        == "unix:///tmp/r.sock?db=1&password=***"
+    )
     steps = RedisSteps(url, namespace="t")
     assert "Redis-S3cret-Pw" not in repr(steps)
     with pytest.raises(redis.exceptions.ConnectionError) as info:
