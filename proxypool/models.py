@@ -194,9 +194,13 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 @dataclass(frozen=True, slots=True)
 class Proxy:
     """One proxy endpoint. ``url`` is what to hand to an HTTP client (credentials included);
-    ``repr``/``str`` show ``host:port`` only, so a proxy can be logged safely.
+    ``repr``/``str`` show ``host:port`` only (and a gateway ``session``), so a proxy can be logged
+    safely.
 
     Extracted IPs authenticate by whitelisted IP, so ``username``/``password`` are usually None.
+    ``session``: for a session of a rotating gateway (``GatewaySource``), its id, so the logs
+    tell one session from another at the same ``host:port``; not a secret, and not part of
+    ``==`` or ``hash`` (the username, which carries it, is).
     """
 
     host: str
@@ -205,6 +209,7 @@ class Proxy:
     username: str | None = field(default=None, kw_only=True, repr=False)
     password: str | None = field(default=None, kw_only=True, repr=False)
     geo: Geo | None = field(default=None, kw_only=True, compare=False)
+    session: str | None = field(default=None, kw_only=True, compare=False)
     # ``url``, built on first use: a proxy's URL is asked for on every request it carries.
     _url: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -241,8 +246,11 @@ class Proxy:
         return url
 
     def __str__(self) -> str:
+        if self.session is not None:
+            return f"{self.address} (session {self.session})"
         return self.address
 
     def __repr__(self) -> str:
+        session = f", session={self.session!r}" if self.session is not None else ""
         geo = f", geo={str(self.geo)!r}" if self.geo is not None else ""
-        return f"Proxy({self.address!r}{geo})"
+        return f"Proxy({self.address!r}{session}{geo})"

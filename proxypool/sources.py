@@ -908,25 +908,29 @@ class GatewaySource:
         self, geo: Geo | None = None, *, life: int | None = None, session: str | None = None
     ) -> Proxy:
         """One session as a Proxy (see ``username_for``)."""
+        session = session if session is not None else self._session_id()
         return Proxy(
             self.host,
             self.port,
             username=self.username_for(geo, life=life, session=session),
             password=self.password(),
             geo=geo,
+            session=session,
         )
 
     def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
         password = self.password()
         proxies = []
         for _ in range(num):
+            session = self._session_id()
             proxies.append(
                 Proxy(
                     self.host,
                     self.port,
-                    username=self.username_for(geo, life=life),
+                    username=self.username_for(geo, life=life, session=session),
                     password=password,
                     geo=geo,
+                    session=session,
                 )
             )
         return proxies

@@ -430,6 +430,9 @@ def test_each_minted_proxy_is_a_fresh_session() -> None:
         for p in proxies
     )
     assert all("_life-10_" in (p.username or "") for p in proxies)
+    # The logs tell sessions apart: the id (not a secret) shows beside the gateway's address.
+    assert {str(p) for p in proxies} == {f"127.0.0.1:3120 (session {s})" for s in sessions}
+    assert all(f"session={p.session!r}" in repr(p) for p in proxies)
     assert PASSWORD not in repr(gateway) and PASSWORD not in repr(proxies)
 
 
