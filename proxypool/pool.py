@@ -61,6 +61,7 @@ a short-lived daemon thread, ``proxypool-refill``, that ends with its extraction
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import heapq
@@ -1073,8 +1074,15 @@ class ProxyPool:
                 if banned == bought.size:
                     self._all_banned(domain, now)
         sub.usable += added
-        if batch:
-            sub.expiry.append((usable_until, batch))
+        if batch and usable_until != math.inf:  # (a proxy without an end never expires)
+            expiry = sub.expiry
+            if expiry and expiry[-1][0] > usable_until:
+                # An end earlier than the last queued (a static IP's package): keep the queue in
+                # end order, which _maintain relies on to stop at the first batch not yet due.
+                at = bisect.bisect_right([until for until, _ in expiry], usable_until)
+                expiry.insert(at, (usable_until, batch))
+            else:
+                expiry.append((usable_until, batch))
             sub.next_due = min(sub.next_due, usable_until)
         return added
 

@@ -353,7 +353,7 @@ def test_a_static_ip_leaves_the_pool_when_its_package_ends(httpserver: HTTPServe
     later = static_entry(2, expired_at="2027-01-01 00:00:00")
     never = static_entry(3)
     del never["expired_at"]
-    serve_static_pages(httpserver, [[soon, later, never]], total=3)
+    serve_static_pages(httpserver, [[never, later, soon]], total=3)  # the latest end first
     clock = FakeClock()
     source = StaticIPSource(make_client(httpserver), now=lambda: NOW)
     pool = make_pool(source, clock, min_size=0, expiry_margin=60)
