@@ -211,7 +211,7 @@ def run_faults(world: SimWorld, timeline: Timeline, stop: threading.Event) -> No
         return lambda: any(kind(call) for call in sim.extraction_calls()[count:])
 
     def lease_lived_out() -> bool:  # a lease that carried requests ended by itself
-        return any(u.state == "ended" and u.used for u in world.leases())
+        return any(u.lived_out and u.used for u in world.leases())
 
     def garbage(call: ApiCall) -> bool:  # no JSON envelope, and not an HTTP 500
         return call.code is None and call.http_status != 500
@@ -414,9 +414,11 @@ def test_scrapy_crawl_survives_chaos(tmp_path: Path) -> None:
     assert len(served_twice) <= cut_connections + CONCURRENT, (served_twice, cut_connections)
 
     # -- the pool never used a proxy past its life ----------------------------------------------
-    natural = [u for u in leases if u.state != "closed" and u.lease.address not in timeline.ended]
+    # Judged by how each lease ended, not by its state at the end: a lease that lived out its life
+    # early in a slow crawl has its port closed (its linger over) by the time the crawl ends.
+    natural = [u for u in leases if u.lease.address not in timeline.ended]
     assert [u for u in natural if u.late_connections] == []
-    assert any(u.state == "ended" and u.used for u in natural), "no lease lived out its life"
+    assert any(u.lived_out and u.used for u in natural), "no lease lived out its life"
     stats = result.proxypool_stats()
     assert stats.get("proxypool/expired", 0) >= 1, stats  # batches did expire in the pool
 

@@ -204,11 +204,13 @@ def test_world_lease_stops_working_after_its_life(world: SimWorld, clock: FakeCl
     clock.now += 119.0
     world.gateway.sweep()
     assert world.gateway.usage(proxy.address).state == "active"
+    assert not world.gateway.usage(proxy.address).lived_out
     assert fetch(proxy.url, url).status_code == 200
 
     clock.now += 1.0
     world.gateway.sweep()
     assert world.gateway.usage(proxy.address).state == "ended"
+    assert world.gateway.usage(proxy.address).lived_out
     before = world.target.count()
     with pytest.raises(requests.ConnectionError):
         fetch(proxy.url, url)
@@ -219,6 +221,7 @@ def test_world_lease_stops_working_after_its_life(world: SimWorld, clock: FakeCl
     clock.now += 30.0  # the linger: then the port closes
     world.gateway.sweep()
     assert world.gateway.usage(proxy.address).state == "closed"
+    assert world.gateway.usage(proxy.address).lived_out  # how it ended is kept
     assert refuses(proxy.address)
 
 
@@ -258,6 +261,8 @@ def test_world_records_the_connection_a_lease_end_cut_and_the_request_it_carried
         world.end_leases()
         sender.join(10)
         assert failure, "the client got an answer through an ended lease"
+        ended = world.gateway.usage(cut_proxy.address)
+        assert (ended.state, ended.lived_out) == ("ended", False)  # ended early, not by its life
         deadline = time.monotonic() + 5
         while world.target.count() < 1 and time.monotonic() < deadline:
             time.sleep(0.05)

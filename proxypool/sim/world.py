@@ -126,7 +126,9 @@ class LeaseUsage:
     ``connections``: connections forwarded while active; ``bytes_in``: bytes clients sent through
     it (0 means nobody used it, e.g. only a reachability probe connected); ``late_connections``:
     connections that arrived after the lease ended; ``upstream_failures``: connections that could
-    not reach the relay.
+    not reach the relay; ``lived_out``: the lease ended by its own life (not by
+    :meth:`LeaseGateway.end_leases` or its relay's death), whatever its state now (its port
+    closes ``linger`` seconds later).
     """
 
     lease: Lease
@@ -135,6 +137,7 @@ class LeaseUsage:
     bytes_in: int
     late_connections: int
     upstream_failures: int
+    lived_out: bool = False
 
     @property
     def used(self) -> bool:
@@ -188,6 +191,7 @@ class _LeaseState:
         "late",
         "lease",
         "listener",
+        "lived_out",
         "pairs",
         "relay",
         "state",
@@ -205,6 +209,7 @@ class _LeaseState:
         self.late = 0
         self.upstream_failures = 0
         self.closed_at = 0.0
+        self.lived_out = False
 
     def usage(self) -> LeaseUsage:
         return LeaseUsage(
@@ -214,6 +219,7 @@ class _LeaseState:
             self.bytes_in,
             self.late,
             self.upstream_failures,
+            self.lived_out,
         )
 
 
@@ -372,6 +378,7 @@ class LeaseGateway(Service):
             for state in self._leases.values():
                 if state.state == "active" and now >= state.lease.ends_at:
                     state.state = "ended"
+                    state.lived_out = True
                     ended.append(state)
                 elif state.state == "ended" and now >= state.lease.ends_at + self.linger:
                     finished.append(state)
