@@ -124,26 +124,23 @@ return current
 
 
 def masked_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, in the netloc and in a ``password=`` query
-    parameter (redis-py reads both): for reprs and messages."""
-    parts = urlsplit(url)
-    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    shown = f"{parts.scheme}://{netloc}{parts.path}"  # (urlunsplit drops "//" for unix:)
-    if query:
-        shown += f"?{query}"
-    if parts.fragment:
-        shown += f"#{parts.fragment}"
-    return shown
+    """``url`` with its password replaced by ``***``, in the credentials and in a ``password=``
+    query parameter (redis-py reads both): for reprs and messages. The credentials are
+    everything before the last ``@``, so a password holding ``/``, ``?``, ``#`` or ``@``
+    unescaped is masked whole (a URL that cannot be parsed is masked, not shown)."""
+    shown = _QUERY_PASSWORD.sub(r"\1***", url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return "***" if "@" in shown else shown
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:***" if colon else "***"
+        rest = f"{userinfo}@{rest}"
+    return f"{scheme}://{rest}"
 
 
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
 class RedisSteps:

@@ -309,7 +309,11 @@ class ProxyPoolAdapter(HTTPAdapter):
             # still be sending): listen again, or managers of departed proxies would pile up.
             self._listen()
 
-        domain = urlsplit(url).hostname
+        split = urlsplit(url)
+        domain = split.hostname
+        # Over https the proxy only opens the tunnel (its 407 comes as a tunnel error): a 407
+        # *response* there is the site's own answer, not the proxy refusing its credentials.
+        proxy_answers = split.scheme.lower() != "https"
         replayable = _replayable(request)
         attempts = 1 + (self.max_proxy_retries if replayable else 0)
         method = (request.method or "").upper()
@@ -357,6 +361,8 @@ class ProxyPoolAdapter(HTTPAdapter):
                     sticky = False
                     logger.debug("proxy %s: no answer from %s in time", proxy, domain)
                 elif self._gateway is not None and _tunnel_status(exc) == _PROXY_AUTH_REQUIRED:
+                    if last_ban is not None:
+                        last_ban.close()
                     raise self._gateway_refused(proxy, request) from exc
                 elif _tunnel_status(exc) in _TARGET_UNREACHABLE:
                     # The proxy could not reach the target host: held against that host only
@@ -376,9 +382,11 @@ class ProxyPoolAdapter(HTTPAdapter):
                     break
                 continue
             status = response.status_code
-            if status == _PROXY_AUTH_REQUIRED:
+            if status == _PROXY_AUTH_REQUIRED and proxy_answers:
                 _discard(response)
                 if self._gateway is not None:
+                    if last_ban is not None:
+                        last_ban.close()
                     raise self._gateway_refused(proxy, request)
                 self.pool.report_failure(proxy)
                 last_error = ProxyError(f"proxy {proxy} answered 407 Proxy Authentication Required")

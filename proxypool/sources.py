@@ -388,20 +388,33 @@ def _parse_entry(entry: object, where: str) -> Proxy:
             field="proxies",
         )
     text = entry.strip()
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-        host = parts.hostname
-    except ValueError as exc:  # a port out of range or not a number, a bad IPv6 literal
-        raise ConfigError(f"{where}: {exc}", field="proxies") from None
-    scheme = parts.scheme.lower()
+    scheme, sep, rest = text.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):  # ('://' may be inside a password)
+        scheme, rest = "http", text
+    scheme = scheme.lower()
     if scheme not in _SCHEMES:
         raise ConfigError(
             f"{where}: scheme {scheme!r} is not supported; use http:// or https:// proxies",
             field="proxies",
         )
+    # Credentials first, split at the last '@' (a host or port never has one): a password may
+    # hold '/', '?', '#' or ':' unescaped, and nothing of it may reach an error message.
+    username = password = None
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user_text, colon, password_text = userinfo.partition(":")
+        username = unquote(user_text)
+        password = unquote(password_text) if colon else None
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+        host = parts.hostname
+    except ValueError:  # a port out of range or not a number, a bad IPv6 literal
+        raise ConfigError(
+            f"{where}: not a valid host:port (the port is a number from 1 to 65535; an IPv6 "
+            "address goes in brackets)",
+            field="proxies",
+        ) from None
     if not host:
         raise ConfigError(f"{where}: no host", field="proxies")
     if port is None:
@@ -412,8 +425,6 @@ def _parse_entry(entry: object, where: str) -> Proxy:
         raise ConfigError(f"{where}: a proxy URL has no path, query or fragment", field="proxies")
     if not _host_ok(host):
         raise ConfigError(f"{where}: {host!r} is not a valid host name", field="proxies")
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
     return Proxy(host, port, scheme=scheme, username=username, password=password)
 
 
@@ -429,19 +440,27 @@ def _host_ok(host: str) -> bool:
     return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
 
 
+_COMMENT = re.compile(r"(?:^|\s)#.*")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def _lines_of(path: Path) -> list[tuple[str, str]]:
     """``(where, entry)`` per proxy line of ``path``: blank lines and ``#`` comments skipped."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
+        shown_path = str(path)
+        if "@" in shown_path:  # a URL with credentials given as a path: never echo them
+            shown_path = "***@" + shown_path.rpartition("@")[2]
         raise ConfigError(
-            f"proxy list {str(path)!r} cannot be read: {exc.__class__.__name__}: "
+            f"proxy list {shown_path!r} cannot be read: {exc.__class__.__name__}: "
             f"{getattr(exc, 'strerror', None) or exc}",
             field="proxies",
         ) from None
     found = []
     for number, line in enumerate(text.splitlines(), 1):
-        entry = line.split("#", 1)[0].strip()
+        # A comment starts a line or follows a space: a '#' inside a password is its own.
+        entry = _COMMENT.sub("", line).strip()
         if entry:
             found.append((f"{path.name} line {number}", entry))
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -306,17 +307,29 @@ def _source(settings: SettingsLike) -> tuple[str, Any]:
     return "custom", value
 
 
+_HOST_PORT = re.compile(r"[^\s/\\:]+:\d+")
+
+
+def _listed_inline(value: str) -> bool:
+    """Whether a ``PROXYPOOL_PROXY_LIST`` string holds proxies (a URL, credentials, host:port,
+    several separated by commas) rather than a file's path (which may have spaces)."""
+    text = value.strip()
+    return "://" in text or "@" in text or "," in text or _HOST_PORT.fullmatch(text) is not None
+
+
 def _proxy_list(settings: SettingsLike) -> tuple[tuple[str, ...] | str | None, str]:
     """The proxy list (entries, or a file path as ``str``) and the setting it came from:
-    ``PROXYPOOL_PROXY_LIST`` (a list, or a path), else scrapy-rotating-proxies'
-    ``ROTATING_PROXY_LIST`` (a list, or comma-separated) or ``ROTATING_PROXY_LIST_PATH``."""
+    ``PROXYPOOL_PROXY_LIST`` (a list, a path, or proxies in a string: comma-separated), else
+    scrapy-rotating-proxies' ``ROTATING_PROXY_LIST`` (a list, or comma-separated) or
+    ``ROTATING_PROXY_LIST_PATH``."""
     for name in ("PROXYPOOL_PROXY_LIST", ROTATING_LIST, ROTATING_LIST_PATH):
         value = _text(settings.get(name))
         if value is None or value == "" or value in ([], ()):
             continue
         if isinstance(value, str):
-            if name == ROTATING_LIST:  # Scrapy's getlist(): comma-separated on the command line
-                return tuple(v.strip() for v in value.split(",") if v.strip()), name
+            if name == ROTATING_LIST or (name != ROTATING_LIST_PATH and _listed_inline(value)):
+                # Scrapy's getlist(): comma-separated on the command line (-s NAME=a,b)
+                return tuple(v.strip() for v in re.split(r"[,\s]+", value) if v.strip()), name
             return value, name  # a path
         if isinstance(value, os.PathLike):
             return os.fspath(value), name

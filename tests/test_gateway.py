@@ -274,6 +274,31 @@ def test_a_refused_account_fails_a_requests_call_at_once_and_clearly(
     assert world.target.hits() == []
 
 
+def test_a_sites_own_407_over_https_is_its_answer_not_the_gateway_refusing_the_account(
+    world: SimWorld,
+) -> None:
+    """Over https the gateway only opens the tunnel (a refusal is a tunnel error); a 407 that
+    comes back as a response is the site's, read through a working session."""
+    from proxypool.adapters import wrap_session
+    from proxypool.sim.target import TargetSite
+
+    source = GatewaySource(world.gateway_address, USER, PASSWORD)
+    with TargetSite(3, tls=True) as site:
+        site.know_relays(world.fleet)
+        with (
+            ProxyPool(source, min_size=1, batch=2) as pool,
+            wrap_session(plain_session(), pool) as session,
+        ):
+            verify = str(site.cert_path)  # per call: REQUESTS_CA_BUNDLE would override a session's
+            answer = session.get(site.url_for("/status/407"), timeout=10, verify=verify)
+            assert answer.status_code == 407
+            page = session.get(site.url_for("/page/1"), timeout=10, verify=verify)
+            assert page.status_code == 200
+            stats = pool.stats()
+        assert [hit.path for hit in site.hits()] == ["/status/407", "/page/1"]
+    assert stats["failures"] == 0
+
+
 def test_a_ban_moves_a_requests_session_to_another_gateway_session(world: SimWorld) -> None:
     from proxypool.adapters import wrap_session
 

@@ -201,6 +201,13 @@ def test_the_url_password_is_a_secret() -> None:
         masked_url("unix:///tmp/r.sock?db=1&password=Redis-S3cret-Pw")
         == "unix:///tmp/r.sock?db=1&password=***"
     )
+    for odd in ("Red/is-S3cret", "Red?is-S3cret", "Red#is-S3cret", "Red@is-S3cret"):
+        for form in (f"redis://crawler:{odd}@127.0.0.1:1/0", f"redis://:{odd}@127.0.0.1:1"):
+            shown = masked_url(form)
+            assert "S3cret" not in shown and "Red" not in shown, shown
+            assert shown.endswith("***@127.0.0.1:1/0") or shown.endswith("***@127.0.0.1:1")
+        shown = masked_url(f"redis://127.0.0.1:1/0?password={odd}&db=2")
+        assert "S3cret" not in shown and shown.endswith("password=***&db=2"), shown
     steps = RedisSteps(url, namespace="t")
     assert "Redis-S3cret-Pw" not in repr(steps)
     with pytest.raises(redis.exceptions.ConnectionError) as info:

@@ -202,6 +202,61 @@ def test_list_source_names_a_bad_entry_and_never_its_password(entry: str, words:
     assert "hunter2" not in str(info.value)
 
 
+# Passwords with the characters that end a URL's authority, unescaped, as people paste them.
+ODD_PASSWORDS = ["Hunt/er2x", "Hunt?er2x", "Hunt#er2x", "Hunt@er2x", "Hunt:er2x", "Hu://nter2x"]
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+def test_list_source_keeps_a_password_with_url_characters_whole(password: str) -> None:
+    (proxy,) = ListSource([f"alice:{password}@127.0.0.1:8080"]).proxies
+    assert (proxy.host, proxy.port, proxy.username, proxy.password) == (
+        "127.0.0.1",
+        8080,
+        "alice",
+        password,
+    )
+    assert password not in repr(proxy) and password not in str(proxy)
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "alice:{pw}@127.0.0.1:notaport",
+        "http://alice:{pw}@127.0.0.1:99999",
+        "socks5://alice:{pw}@127.0.0.1:1080",
+        "alice:{pw}@[::1:80",
+        "alice:{pw}",  # the ':' makes the password look like a port
+        "alice:{pw}@bad_host!:80",
+    ],
+)
+def test_no_bad_entry_error_shows_any_part_of_its_password(template: str, password: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ListSource([template.format(pw=password)])
+    message = str(info.value)
+    assert info.value.field == "proxies" and "entry 1" in message
+    # Not the password, nor a piece of it either side of the character that ends an authority.
+    pieces = {p for p in (password, *re.split(r"[/?#@:]+", password)) if len(p) >= 4}
+    assert not [piece for piece in pieces if piece in message], message
+
+
+def test_a_hash_inside_a_password_is_not_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / "proxies.txt"
+    path.write_text("u:pa#ss1@127.0.0.1:8001 # the first\nu:pa#ss2@bad_host!:8002\n")
+    with pytest.raises(ConfigError) as info:
+        ListSource(path)
+    assert "line 2" in str(info.value) and "ss2" not in str(info.value)
+    path.write_text("u:pa#ss1@127.0.0.1:8001 # the first\n#u:x@127.0.0.1:8003\n")
+    (proxy,) = ListSource(path).proxies
+    assert (proxy.port, proxy.password) == (8001, "pa#ss1")
+
+
+def test_a_url_given_where_a_file_belongs_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read") as info:
+        ListSource(Path("http://alice:Hunter2x@127.0.0.1:1"))
+    assert "Hunter2x" not in str(info.value)
+
+
 def test_list_source_refuses_what_is_not_a_list(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"pathlib\.Path"):
         ListSource("127.0.0.1:80")  # type: ignore[arg-type]
@@ -571,6 +626,58 @@ def test_gateway_settings_keep_the_password_out_of_reprs_and_errors() -> None:
     with pytest.raises(ConfigError) as info:
         ListSource([f"socks5://u:{PASSWORD}@127.0.0.1:1"])
     assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"crawler01:{PASSWORD}",  # the credentials without the gateway
+        f"crawler01:{PASSWORD}:127.0.0.1:3120",
+        f"http://crawler01:{PASSWORD}/x@127.0.0.1:3120",
+    ],
+)
+def test_a_gateway_setting_holding_credentials_never_echoes_them(value: str) -> None:
+    from scrapy_ext.settings import read_settings
+
+    settings = {
+        "PROXYPOOL_SOURCE": "gateway",
+        "PROXYPOOL_GATEWAY": value,
+        "PROXYPOOL_GATEWAY_USER": "crawler01",
+        "PROXYPOOL_GATEWAY_PASSWORD": PASSWORD,
+    }
+    with pytest.raises(ConfigError) as info:
+        read_settings(settings, environ={})
+    assert PASSWORD not in str(info.value) and info.value.field == "PROXYPOOL_GATEWAY"
+    with pytest.raises(ConfigError) as info:
+        GatewaySource(value, "crawler01", PASSWORD)
+    assert PASSWORD not in str(info.value) and info.value.field == "gateway"
+
+
+@pytest.mark.parametrize(
+    ("value", "ports"),
+    [
+        ("http://u:Hunter2x@127.0.0.1:8001", [8001]),
+        ("127.0.0.1:8001", [8001]),
+        ("127.0.0.1:8001, u:Hunter2x@127.0.0.1:8002", [8001, 8002]),
+    ],
+)
+def test_proxy_list_setting_as_a_string_of_proxies_is_read_as_proxies(
+    value: str, ports: list[int]
+) -> None:
+    from scrapy_ext.settings import read_settings
+
+    config = read_settings({"PROXYPOOL_PROXY_LIST": value}, environ={})
+    assert isinstance(config.proxy_list, tuple)
+    assert [proxy.port for proxy in ListSource(config.proxy_list).proxies] == ports
+
+
+def test_proxy_list_setting_as_a_path_is_read_as_a_path(tmp_path: Path) -> None:
+    from scrapy_ext.settings import read_settings
+
+    path = tmp_path / "my proxies.txt"
+    path.write_text("127.0.0.1:8001\n")
+    config = read_settings({"PROXYPOOL_PROXY_LIST": str(path)}, environ={})
+    assert config.proxy_list == str(path)
 
 
 def test_gateway_mode_needs_no_api_url_when_the_password_is_given() -> None:
