@@ -734,7 +734,14 @@ def _compile(template: str) -> list[list[_Part]]:
             for field_match in re.finditer(r"\{([^{}]*)\}", inner):
                 if field_match.start() > last:
                     parts.append((inner[last : field_match.start()], None, None))
-                parts.append(field_of(field_match.group(1)))
+                part = field_of(field_match.group(1))
+                if part[1] in ("user", "session"):
+                    raise ConfigError(
+                        f"format: {{{part[1]}}} cannot be inside [...] (an optional segment, "
+                        f"left out when a value in it is empty): {template!r}",
+                        field="format",
+                    )
+                parts.append(part)
                 last = field_match.end()
             if last < len(inner):
                 parts.append((inner[last:], None, None))
@@ -754,6 +761,17 @@ def _compile(template: str) -> list[list[_Part]]:
                 field="format",
             )
     return segments
+
+
+def _separators(segments: list[list[_Part]]) -> str:
+    """The characters that begin a segment of the grammar (``_`` for the white-label family,
+    ``-`` for the hyphen ones): a value holding one would be read as a new segment."""
+    found = ""
+    for segment in segments[1:]:
+        text = segment[0][0] if segment else ""
+        if text and not text[0].isalnum() and text[0] not in found:
+            found += text[0]
+    return found
 
 
 def _render(segments: list[list[_Part]], values: Mapping[str, str]) -> str:
@@ -872,6 +890,15 @@ class GatewaySource:
             )
         self.format = format
         self._segments = _compile(template)
+        self._separators = _separators(self._segments)
+        clash = sorted({c for c in self.username if c in self._separators})
+        if clash:
+            raise ConfigError(
+                f"username {self.username!r} holds {', '.join(map(repr, clash))}, which "
+                f"separates the segments of the {format!r} grammar: the gateway would misread "
+                "it (use the account's name as the provider lists it)",
+                field="username",
+            )
         self.client = client
         self._password = password
         self._password_lock = threading.Lock()
@@ -884,23 +911,30 @@ class GatewaySource:
         (a fresh id when None). Pure: no API call."""
         if life is not None:
             life = check_int(life, "life", min=1, max=MAX_LIFE_MINUTES, unit="minutes")
-        if session is None:
-            session = self._session_id()
-        elif not isinstance(session, str) or not re.fullmatch(r"[A-Za-z0-9]{1,64}", session):
-            raise ConfigError(
-                f"session must be 1 to 64 letters and digits, not {shown(session)}",
-                field="session",
-            )
+        session = self._session(session)
         place = geo if geo is not None else Geo()
         values = {
             "user": self.username,
-            "country": place.country or "",
-            "state": place.state or "",
-            "city": place.city or "",
+            "country": _token(place.country),
+            "state": _token(place.state),
+            "city": _token(place.city),
             "life": "" if life is None else str(life),
             "session": session,
         }
         return _render(self._segments, values)
+
+    def _session(self, session: str | None) -> str:
+        """``session``, or a fresh id from ``session_id``; either checked (letters and digits:
+        anything else would break the grammar, and the gateway would refuse the account)."""
+        given = session is not None
+        value = session if given else self._session_id()
+        if not isinstance(value, str) or not _SESSION_ID.fullmatch(value):
+            source = "session" if given else "session_id() returned"
+            raise ConfigError(
+                f"{source} {shown(value)}: a session id is 1 to 64 letters and digits",
+                field="session" if given else "session_id",
+            )
+        return value
 
     def password(self) -> str:
         """The account's password: as given, from the environment, or looked up (once) with
@@ -927,7 +961,7 @@ class GatewaySource:
         self, geo: Geo | None = None, *, life: int | None = None, session: str | None = None
     ) -> Proxy:
         """One session as a Proxy (see ``username_for``)."""
-        session = session if session is not None else self._session_id()
+        session = self._session(session)
         return Proxy(
             self.host,
             self.port,
@@ -941,7 +975,7 @@ class GatewaySource:
         password = self.password()
         proxies = []
         for _ in range(num):
-            session = self._session_id()
+            session = self._session(None)
             proxies.append(
                 Proxy(
                     self.host,
@@ -956,6 +990,16 @@ class GatewaySource:
 
     def __repr__(self) -> str:
         return f"GatewaySource({self.host}:{self.port}, user={self.username!r})"
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+def _token(value: str | None) -> str:
+    """A place as one token of the username: letters and digits only (the provider's own
+    spelling, ``NewYork``; a catalog already gives it so). Spaces, ``_``, ``-`` and other
+    punctuation would split the grammar's segments, and the gateway would refuse the account."""
+    return re.sub(r"[\W_]+", "", value) if value else ""
 
 
 def _new_session_id() -> str:

@@ -29,7 +29,8 @@ from proxypool.api import ProviderClient
 from proxypool.geo import Geo
 from proxypool.sim.account_gateway import BadUsername, parse_username
 from proxypool.sim.world import SimWorld
-from proxypool.sources import GatewaySource
+from proxypool.errors import ConfigError
+from proxypool.sources import GATEWAY_FORMATS, GatewaySource
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -573,3 +574,71 @@ def test_an_ipv6_gateway_is_bracketed_in_its_urls() -> None:
     proxy = GatewaySource("[::1]:3120", "crawler01", "pw").proxy(session="S")
     assert (proxy.host, proxy.port) == ("::1", 3120)
     assert proxy.url == "http://crawler01_session-S:pw@[::1]:3120"
+
+
+def test_a_place_spelled_with_spaces_reaches_the_gateway_as_one_token(world: SimWorld) -> None:
+    """Without a catalog the pool hands the place over as written: ``New York`` must not split
+    the grammar (the gateway would answer 407, and the crawl would stop as a refused account)."""
+    from proxypool.adapters import wrap_session
+
+    source = GatewaySource(world.gateway_address, USER, PASSWORD)
+    logged = len(world.account_gateway.requests())
+    with (
+        ProxyPool(source, geo="US/New York/New York City", min_size=1, batch=2) as pool,
+        wrap_session(plain_session(), pool) as session,
+    ):
+        for n in range(3):
+            assert session.get(world.target.url_for(f"/page/{n}"), timeout=10).status_code == 200
+    asked = {entry.geo for entry in world.account_gateway.requests()[logged:]}
+    assert asked == {Geo("US", "NewYork", "NewYorkCity")}
+
+
+@pytest.mark.parametrize(
+    ("format", "username", "allowed"),
+    [
+        ("smartproxy", "smart-alice01", True),  # a brand prefix: '-' is inside a segment
+        ("smartproxy", "alice_01", False),  # '_' starts a segment
+        ("sessid", "alice-01", False),
+        ("sessid", "alice_01", True),
+        ("{user}.{session}", "alice-01", True),  # only "." separates there
+    ],
+)
+def test_a_username_holding_the_grammars_separator_is_refused_up_front(
+    format: str, username: str, allowed: bool
+) -> None:
+    if allowed:
+        assert GatewaySource("127.0.0.1:3120", username, "pw", format=format).username == username
+        return
+    with pytest.raises(ConfigError, match="separates the segments") as info:
+        GatewaySource("127.0.0.1:3120", username, "pw", format=format)
+    assert info.value.field == "username"
+
+
+@pytest.mark.parametrize("place", ["US/New_York", "US/New-York", "US/New York", "us/new.york"])
+def test_separators_in_a_place_are_dropped_in_every_grammar(place: str) -> None:
+    for format in GATEWAY_FORMATS:
+        username = GatewaySource("127.0.0.1:3120", "alice", "pw", format=format).username_for(
+            Geo.coerce(place), life=5, session="S1"
+        )
+        assert re.search("(?i)newyork", username), username
+        assert not re.search(r"(?i)new[ _.-]york", username), username
+
+
+@pytest.mark.parametrize("template", ["{user}[_session-{session}]", "[{user}]_session-{session}"])
+def test_user_and_session_cannot_be_optional(template: str) -> None:
+    with pytest.raises(ConfigError, match=r"cannot be inside \[\.\.\.\]") as info:
+        GatewaySource("127.0.0.1:3120", "alice", "pw", format=template)
+    assert info.value.field == "format"
+
+
+@pytest.mark.parametrize("made", ["has_underscore", "", "x" * 65, 12345])
+def test_a_session_id_generator_is_held_to_letters_and_digits(made: Any) -> None:
+    source = GatewaySource("127.0.0.1:3120", "alice", "pw", session_id=lambda: made)
+    for mint in (
+        lambda: source.extract(None, num=1, life=5),
+        lambda: source.proxy(),
+        lambda: source.username_for(),
+    ):
+        with pytest.raises(ConfigError, match="session_id") as info:
+            mint()
+        assert info.value.field == "session_id"
