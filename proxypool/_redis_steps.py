@@ -252,7 +252,10 @@ class RedisSteps:
     # -- the event log ------------------------------------------------------------------------
 
     def publish(self, kind: str, data: Mapping[str, Any]) -> str:
-        """Append an event (``kind`` and JSON-able ``data``) for every process; its id."""
+        """Append an event (``kind`` and JSON-able ``data``) for every process; its id. A
+        ``"kind"`` key in ``data`` is an error: it would hide the event's kind."""
+        if "kind" in data:
+            raise ValueError("publish: data must not have a 'kind' key (the event's kind)")
         body = json.dumps({"kind": kind, **data}, separators=(",", ":"))
         event_id = self.client.xadd(
             self.key("events"), {"e": body}, maxlen=self.max_events, approximate=True

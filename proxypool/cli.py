@@ -1009,7 +1009,13 @@ def _cmd_gateway_url(args: argparse.Namespace, out: _Output) -> int:
         )
     geo = Geo.parse(args.geo) if args.geo else None
     password = os.environ.get(GATEWAY_PASSWORD_ENV) or None
-    api = bool(os.environ.get(APP_KEY_ENV))
+    # The API is used only when it can be: a key and its URL (a key alone, say exported for
+    # another tool, must not turn a command that needs no API into an error).
+    api = bool(os.environ.get(APP_KEY_ENV)) and bool(
+        getattr(args, "api_url", None) or os.environ.get(API_URL_ENV)
+    )
+    if password is None and not api and os.environ.get(APP_KEY_ENV):
+        _client(args)  # says what is missing: the API URL
     if password is None and not api:
         raise ConfigError(
             f"no password: set {GATEWAY_PASSWORD_ENV}, or {APP_KEY_ENV} to look it up among "
@@ -1027,7 +1033,10 @@ def _cmd_gateway_url(args: argparse.Namespace, out: _Output) -> int:
                 source = GatewaySource(address, user, format=args.format, client=client)
                 password = source.password()
     elif geo is not None and not geo.is_anywhere:
-        out.aside(f"{geo} is used as typed: set {APP_KEY_ENV} to check it against the locations")
+        out.aside(
+            f"{geo} is used as typed: set {APP_KEY_ENV} and {API_URL_ENV} to check it against "
+            "the locations"
+        )
     assert password is not None
     username = source.username_for(geo, life=args.life, session=args.session)
     if not args.show_password:

@@ -305,23 +305,29 @@ class BanPolicy(Protocol):
     status and its decoded body, so one policy serves both. Each also accepts a policy written
     against its own objects, ``is_ban(request, response)`` (Scrapy's, or requests'
     ``PreparedRequest`` and ``Response``), for a rule that needs the URL or the headers; which
-    form a policy has is read from the name of its first parameter (``status`` or ``request``:
-    see ``ban_check``). A plain function of either form works as well."""
+    form a policy has is read from its parameters' names (``status, body`` or ``request,
+    response``: see ``ban_check``). A plain function of either form works as well."""
 
     def is_ban(self, status: int, body: bytes = b"") -> bool:
         """``True`` if a response with this HTTP ``status`` and (decoded) ``body`` is a ban."""
 
 
-#: The first parameter names of each form of ``is_ban`` (see ``BanPolicy``).
+#: The parameter names of each form of ``is_ban`` (see ``BanPolicy``): first, then second.
 _STATUS_FORM = ("status", "status_code", "code")
-_REQUEST_FORM = ("request", "req")
+_REQUEST_FORM = ("request", "req", "r", "rq")
+_BODY_SECOND = ("body", "text", "content", "data")
+_RESPONSE_SECOND = ("response", "resp", "res", "rsp")
 
 
 def ban_check(policy: object, *, field: str) -> tuple[Callable[..., Any], bool]:
     """``policy``'s ban test and its form: ``(fn, True)`` for ``is_ban(status, body)`` (the
     shared ``BanPolicy``), ``(fn, False)`` for ``is_ban(request, response)`` (an integration's
-    own objects). ``policy`` is an object with ``is_ban`` or a function. ``ConfigError`` naming
-    ``field`` when it is neither, or when its first parameter says neither form."""
+    own objects). ``policy`` is an object with ``is_ban`` or a function. The form is read from
+    the first parameter's name (``status``, ``code``; ``request``, ``req``, ``r``), else from
+    the second's (``body``, ``text``; ``response``, ``resp``); ``*args`` alone is the
+    ``(request, response)`` form, which gets everything. ``ConfigError`` naming ``field`` when
+    it is neither an object with ``is_ban`` nor a function, or when its names say neither form
+    (guessing would silently never see a ban)."""
     if isinstance(policy, type):
         raise ConfigError(
             f"{field} must be a ban policy object, not the class {policy.__name__}: "
@@ -347,9 +353,12 @@ def ban_check(policy: object, *, field: str) -> tuple[Callable[..., Any], bool]:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     first = positional[0] if positional else ""
-    if first in _STATUS_FORM:
+    second = positional[1] if len(positional) > 1 else ""
+    if first in _STATUS_FORM or (first not in _REQUEST_FORM and second in _BODY_SECOND):
         return fn, True
-    if first in _REQUEST_FORM:
+    if first in _REQUEST_FORM or second in _RESPONSE_SECOND:
+        return fn, False
+    if parameters and parameters[0].kind is inspect.Parameter.VAR_POSITIONAL:
         return fn, False
     raise ConfigError(
         f"{field}: cannot tell which form its is_ban has: name its parameters (status, body), "

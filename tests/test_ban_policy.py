@@ -44,6 +44,11 @@ def request_function(request: Any, response: Any) -> bool:
         (status_function, True),
         (request_function, False),
         (lambda status, body=b"": False, True),
+        (lambda r, resp: False, False),
+        (lambda rq, response: False, False),
+        (lambda s, body: False, True),
+        (lambda code, text="": False, True),
+        (lambda *args: False, False),
     ],
 )
 def test_ban_check_reads_the_form_of_a_policy(policy: Any, by_status: bool) -> None:
@@ -58,6 +63,7 @@ def test_ban_check_reads_the_form_of_a_policy(policy: Any, by_status: bool) -> N
         (object(), "must have an is_ban(status, body) method"),
         (CaptchaBodyPolicy, "not the class CaptchaBodyPolicy"),
         (lambda a, b: False, "cannot tell which form"),
+        (lambda x, *rest: False, "cannot tell which form"),
         (42, "must have an is_ban"),
     ],
 )

@@ -1502,6 +1502,13 @@ def test_gateway_url_shows_the_password_when_asked_and_works_offline_with_one(
         rf"http://crawler01_area-DE_session-[A-Za-z0-9]{{10}}:\*\*\*@{GATEWAY}\n", fresh.out
     )
     assert "used as typed" in fresh.err and "Pw4Gateway" not in fresh.out + fresh.err
+    # A key in the environment (for another tool, say) but no API URL: still offline, no error.
+    keyed = run_cli("gateway", "url", "--geo", "DE", api_url=None, env={**env, **KEY_ONLY})
+    assert keyed.rc == 0, keyed.err
+    assert "used as typed" in keyed.err and "Pw4Gateway" not in keyed.out + keyed.err
+
+
+KEY_ONLY = {"PROXYPOOL_APP_KEY": APP_KEY}
 
 
 @pytest.mark.parametrize(
@@ -1516,6 +1523,8 @@ def test_gateway_url_shows_the_password_when_asked_and_works_offline_with_one(
         (["--gateway", GATEWAY, "--user", "u", "--format", "nosuch"], {}, "not a known grammar"),
         (["--gateway", GATEWAY, "--user", "u", "--geo", "USA"], {}, "alpha-2"),
         (["--gateway", GATEWAY, "--user", "u"], {"PROXYPOOL_APP_KEY": ""}, "no password"),
+        (["--gateway", GATEWAY, "--user", "u"], {"PROXYPOOL_API_URL": ""}, "no API URL"),
+        (["--gateway", GATEWAY, "--user", "a_b"], {}, "separates the segments"),
     ],
 )
 def test_gateway_url_bad_input_is_said_before_any_call(

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 
 from proxypool import ProxyPool
 from proxypool.api import ProviderClient
+from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 from proxypool.sim.account_gateway import BadUsername, parse_username
 from proxypool.sim.world import SimWorld
-from proxypool.errors import ConfigError
 from proxypool.sources import GATEWAY_FORMATS, GatewaySource
 
 pytestmark = pytest.mark.timeout(120)

@@ -259,6 +259,8 @@ def test_events_reach_another_process_in_order_and_within_a_second(
     cursor, history = steps.events_after()
     assert history == [] and cursor == "0-0"
     steps.publish("batch", {"geo": "US", "proxies": ["10.0.0.1:8000", "10.0.0.2:8000"]})
+    with pytest.raises(ValueError, match="'kind'"):
+        steps.publish("batch", {"kind": "ban"})  # would pass for another kind of event
     context = multiprocessing.get_context("spawn")
     sent = context.Queue()
     publisher = context.Process(target=_publish_a_ban, args=(server.url, sent))

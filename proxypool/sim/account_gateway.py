@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LIFE = 10  # minutes a session sticks to its exit when the username says nothing
 _KEYS = ("area", "state", "city", "life", "session")
 _VALUE = re.compile(r"[A-Za-z0-9]{1,64}")
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -385,24 +386,34 @@ class _Handler(BaseHTTPRequestHandler):
     def _through(
         self, relay: Relay, headers: list[tuple[str, str]], body: bytes
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        """Send the request to ``relay`` (a connection kept per relay); its answer, read whole."""
+        """Send the request to ``relay`` (a connection kept per relay); its answer, read whole.
+
+        A kept connection the relay has closed meanwhile is tried once more on a new one, as
+        proxies do: when sending failed, or when the relay closed it without a word of answer
+        and the method is idempotent. A POST the relay may have got is never sent twice."""
         for attempt in (1, 2):
             conn = self._upstream.get(relay.name)
             fresh = conn is None
             if conn is None:
                 conn = http.client.HTTPConnection(relay.host, relay.port, timeout=30)
                 self._upstream[relay.name] = conn
+            sent = False
             try:
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in headers:
                     conn.putheader(name, value)
                 conn.endheaders(body or None)
+                sent = True
                 response = conn.getresponse()
                 data = response.read()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 del self._upstream[relay.name]
-                if fresh or attempt == 2:  # a kept connection the relay closed: once more
+                stale = not sent or (
+                    self.command in _IDEMPOTENT
+                    and isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError)
+                )
+                if fresh or attempt == 2 or not stale:
                     raise
                 continue
             if response.will_close:
