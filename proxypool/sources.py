@@ -445,7 +445,8 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def _lines_of(path: Path) -> list[tuple[str, str]]:
-    """``(where, entry)`` per proxy line of ``path``: blank lines and ``#`` comments skipped."""
+    """``(where, entry)`` per proxy line of ``path``: blank lines and ``#`` comments skipped (a
+    comment starts a line or follows a space)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -469,8 +470,8 @@ def _lines_of(path: Path) -> list[tuple[str, str]]:
 class ListSource:
     """Your own proxies: ``proxies`` is an iterable of proxy URLs (``http://user:pw@host:port``,
     ``https://host:port``) or ``host:port`` (http), or a ``pathlib.Path`` (or ``str`` path via
-    ``ListSource.from_file``) of a file with one per line (blank lines and ``#`` comments are
-    skipped). Entries are checked when the source is made (``ConfigError`` naming the entry's
+    ``ListSource.from_file``) of a file with one per line (blank lines and ``#`` comments, at a
+    line's start or after a space, are skipped). Entries are checked when the source is made (``ConfigError`` naming the entry's
     position, never its password); duplicates count once.
 
     Free and lasting (``paid = False``, ``expires = False``): every ``extract`` hands the pool the
