@@ -49,6 +49,7 @@ from .models import (
 from .policy import Backoff, StatusBanPolicy
 from .pool import PoolStats, ProxyPool, ProxySource
 from .sources import ExtractionSource, GatewaySource, ListSource, StaticIPSource
+from .store import MemoryStore, PoolStore, RedisStore, StoreUnavailable
 
 __all__ = [
     "Account",
@@ -70,11 +71,13 @@ __all__ = [
     "ListSource",
     "LocationCatalog",
     "LocationItem",
+    "MemoryStore",
     "NoProxyAvailable",
     "Order",
     "PoolBypassRefused",
     "PoolExhausted",
     "PoolStats",
+    "PoolStore",
     "Product",
     "ProductPage",
     "ProductType",
@@ -89,11 +92,13 @@ __all__ = [
     "ProxyRequestFailed",
     "ProxySource",
     "RealNameRequired",
+    "RedisStore",
     "StaticIPSource",
     "StaticIp",
     "StaticIpPage",
     "StaticIpStatus",
     "StatusBanPolicy",
+    "StoreUnavailable",
     "UnusableURL",
     "__version__",
     "wrap_session",

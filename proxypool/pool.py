@@ -73,7 +73,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from ._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES, check_float, check_int, shown
 from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, ProviderError
@@ -81,6 +81,10 @@ from .geo import Geo
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
 from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over, source_terms
+from .store import PoolStore
+
+if TYPE_CHECKING:
+    from ._sharing import Sharing
 
 __all__ = [
     "ExtractedBatch",
@@ -111,6 +115,8 @@ _ANYWHERE = Geo()
 
 _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
+#: Seconds before a pool looks again when another pool of its store is buying for a geography.
+_SHARED_RETRY = 0.5
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
@@ -147,6 +153,8 @@ class PoolStats(TypedDict):
     evictions: int
     expired: int
     ban_storms: int
+    received: int
+    store_errors: int
     live: dict[str, int]
     cooling: dict[str, int]
 
@@ -340,6 +348,8 @@ class ProxyPool:
         refill_runner: RefillRunner | None = None,
         ban_storm_batches: int | None = 3,
         ban_storm_cooldown: float = 600.0,
+        store: PoolStore | None = None,
+        store_lease: float = 120.0,
     ) -> None:
         if not callable(getattr(client, "extract", None)):
             raise ConfigError(
@@ -463,6 +473,23 @@ class ProxyPool:
         self._evictions = 0
         self._expired = 0
         self._ban_storms = 0
+        # Set once the shared budget (a store's) answered that nothing more may be bought.
+        self._budget_gone = False
+
+        if store is not None and not isinstance(store, PoolStore):
+            raise ConfigError(
+                "store must be a PoolStore (proxypool.MemoryStore, proxypool.RedisStore), not "
+                f"{type(store).__name__}",
+                field="store",
+            )
+        lease = check_float(store_lease, "store_lease", min=1.0, unit="seconds")
+        self._sharing: Sharing | None = None
+        if store is not None:
+            from ._sharing import Sharing
+
+            self._sharing = Sharing(
+                self, store, lease_ttl=lease, session_ttl=max(self._life * 60.0, lease)
+            )
 
     # -- geography ---------------------------------------------------------------------------
 
@@ -853,6 +880,8 @@ class ProxyPool:
     def _budget_left(self) -> float:
         if self._max_extracted is None:
             return math.inf
+        if self._budget_gone:
+            return 0
         return self._max_extracted - self._extracted - self._reserved
 
     def _can_refill(self, sub: _SubPool, now: float) -> bool:
@@ -908,8 +937,13 @@ class ProxyPool:
         _begin_refill gets here, so this is the single flight for ``sub``."""
         started = self._clock()
         geo = None if sub.geo.is_anywhere else sub.geo
-        try:
-            answer = self._source.extract(geo, num=num, life=self._life)
+
+        asked_for = [num]  # (the shared budget may grant fewer)
+
+        def buy(asked: int) -> tuple[list[Proxy], int, object]:
+            """Extract ``asked``: (proxies kept, IPs handed over, the answer)."""
+            asked_for[0] = asked
+            answer = self._source.extract(geo, num=asked, life=self._life)
             proxies = list(answer)
             for proxy in proxies:
                 if not isinstance(proxy, Proxy):
@@ -917,17 +951,32 @@ class ProxyPool:
                         f"client.extract() returned a {type(proxy).__name__}, not a Proxy",
                         field="client",
                     )
+            if not self._paid:
+                return proxies, len(proxies), answer  # (free: all are kept)
+            # Every IP handed over was paid for; only ``asked`` were, so only those are kept.
+            bought = handed_over(answer, len(proxies))
+            if len(proxies) > asked:
+                del proxies[asked:]
+            return proxies, bought, answer
+
+        sharing = self._sharing
+        store_started = math.nan
+        try:
+            if sharing is None:
+                proxies, bought, answer = buy(num)
+            else:
+                cap = self._max_extracted if self._paid else None
+                shared = sharing.run_refill(sub.geo, num, cap, buy)
+                if shared is None or shared[1] < 0:
+                    # Another pool is buying for this geography (its batch arrives as an
+                    # event), or the shared budget is spent.
+                    self._refill_elsewhere(sub, num, budget_gone=shared is not None)
+                    return 0
+                proxies, bought, answer, store_started = shared
         except BaseException as exc:
             self._refill_failed(sub, num, exc)
             raise
-        if self._paid:
-            # Every IP handed over was paid for; only ``num`` were asked for, so only those are
-            # kept.
-            bought = handed_over(answer, len(proxies))
-            if len(proxies) > num:
-                del proxies[num:]
-        else:
-            bought = len(proxies)  # (free: all are kept)
+        asked = asked_for[0]
         with self._lock:
             now = self._clock()
             self._reserved -= num
@@ -967,7 +1016,7 @@ class ProxyPool:
                     # provider with nothing left for this geography is not asked in a loop.
                     sub.last_error = ProviderError(
                         f"extraction for {sub.label} returned no new proxies "
-                        f"({len(proxies)} returned, asked for {num})"
+                        f"({len(proxies)} returned, asked for {asked})"
                     )
                     self._back_off(sub, now)
             sub.refilling = False
@@ -977,13 +1026,23 @@ class ProxyPool:
             usable = sub.usable
             closed = self._closed
             self._wake()
-        if bought > num and self._paid:
+        if sharing is not None and not closed:
+            lasts_left = answer.lasts if isinstance(answer, ExtractedBatch) else None
+            sharing.announce(
+                sub.geo,
+                proxies,
+                bought if self._paid else 0,
+                store_started + self._life * 60 if self._expires else math.inf,
+                store_started,
+                lasts_left,
+            )
+        if bought > asked and self._paid:
             logger.warning(
                 "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
                 "count against max_extracted",
                 bought,
                 sub.label,
-                num,
+                asked,
                 len(proxies),
                 bought,
             )
@@ -1002,6 +1061,50 @@ class ProxyPool:
             usable,
         )
         return added
+
+    def _refill_elsewhere(self, sub: _SubPool, num: int, *, budget_gone: bool) -> None:
+        """End a refill that bought nothing because another pool of the store is buying for
+        this geography (its batch comes as an event: look again shortly), or because the
+        shared budget is spent. Not a failure: no backoff grows."""
+        with self._lock:
+            self._reserved -= num
+            if budget_gone:
+                self._budget_gone = True
+            sub.refilling = False
+            sub.refill_generation += 1
+            sub.last_added = 0
+            sub.last_failure = None
+            sub.retry_at = max(sub.retry_at, self._clock() + _SHARED_RETRY)
+            self._wake()
+        if budget_gone:
+            logger.warning(
+                "max_extracted=%s reached over every pool of the store: no more IPs are bought",
+                self._max_extracted,
+            )
+
+    def _merge_shared(self, geo: Geo, proxies: list[Proxy], usable_until: float) -> int:
+        """A batch another pool of the store bought (its end on this pool's clock, before the
+        margin): it joins this pool too. Returns how many are new here."""
+        with self._lock:
+            if self._closed:
+                return 0
+            sub = self._subs.get(geo)
+            if sub is None:  # (its pool validated the geography)
+                sub = self._subs[geo] = _SubPool(geo, self._new_rotation())
+                self._aliases.setdefault(geo, sub)
+            now = self._clock()
+            if now >= sub.next_due:
+                self._maintain(sub, now)
+            until = usable_until - self._margin if self._expires else math.inf
+            if until <= now or not proxies:
+                return 0
+            added = self._merge(sub, proxies, until, now)
+            if added:
+                sub.api_failures = 0
+                sub.retry_at = -math.inf
+                sub.last_error = None
+            self._wake()
+            return added
 
     def _refill_failed(self, sub: _SubPool, num: int, exc: BaseException) -> None:
         with self._lock:
@@ -1154,6 +1257,15 @@ class ProxyPool:
             domain = _normalize_domain(domain)
         elif banned:
             raise ConfigError("report_failure(banned=True) needs the domain", field="domain")
+        self._report(proxy, domain, banned, share=self._sharing is not None)
+
+    def _report_shared(self, proxy: Proxy, *, domain: str | None, banned: bool) -> None:
+        """A failure or ban another pool of the store reported: honoured here too."""
+        if banned and domain is None:
+            return
+        self._report(proxy, domain, banned, share=False)
+
+    def _report(self, proxy: Proxy, domain: str | None, banned: bool, *, share: bool) -> None:
         # What to log, kept for after the lock: a log handler may do I/O.
         news: str | None = None
         failures = 0
@@ -1163,6 +1275,9 @@ class ProxyPool:
                 if entry is None:
                     return
                 sub = entry.sub
+                if share:
+                    assert self._sharing is not None
+                    self._sharing.tell_report(entry.proxy, sub.geo, domain, banned)
                 if banned:
                     assert domain is not None
                     if entry.bans is None:
@@ -1382,6 +1497,8 @@ class ProxyPool:
                     evictions=self._evictions,
                     expired=self._expired,
                     ban_storms=self._ban_storms,
+                    received=self._sharing.received if self._sharing is not None else 0,
+                    store_errors=self._sharing.errors if self._sharing is not None else 0,
                     live={s.label: s.usable for s in self._subs.values()},
                     cooling={s.label: s.cooling_count for s in self._subs.values()},
                 )
@@ -1426,6 +1543,9 @@ class ProxyPool:
                     sub.next_due = math.inf
                 self._wake()
         self._flush()
+        sharing = self._sharing
+        if sharing is not None:
+            sharing.close()
 
     def __enter__(self) -> ProxyPool:
         return self

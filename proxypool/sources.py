@@ -471,8 +471,8 @@ class ListSource:
     """Your own proxies: ``proxies`` is an iterable of proxy URLs (``http://user:pw@host:port``,
     ``https://host:port``) or ``host:port`` (http), or a ``pathlib.Path`` (or ``str`` path via
     ``ListSource.from_file``) of a file with one per line (blank lines and ``#`` comments, at a
-    line's start or after a space, are skipped). Entries are checked when the source is made (``ConfigError`` naming the entry's
-    position, never its password); duplicates count once.
+    line's start or after a space, are skipped). Entries are checked when the source is made
+    (``ConfigError`` naming the entry's position, never its password); duplicates count once.
 
     Free and lasting (``paid = False``, ``expires = False``): every ``extract`` hands the pool the
     whole list, so it keeps them all; a proxy the pool evicted joins again at its next refill

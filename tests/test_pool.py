@@ -1030,6 +1030,8 @@ def test_stats_count_what_happened(make_pool: MakePool, clock: FakeClock) -> Non
         "evictions": 1,
         "expired": 0,
         "ban_storms": 0,
+        "received": 0,
+        "store_errors": 0,
         "live": {"*": 3},
         "cooling": {"*": 1},
     }

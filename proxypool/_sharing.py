@@ -1,0 +1,275 @@
+"""A pool's link to its ``PoolStore`` (``ProxyPool(store=...)``): one background thread that
+publishes what this pool learns and applies what the others published, and the steps a refill
+takes through the store (lease, budget, the batch announced). Private: ``ProxyPool`` is the API.
+
+The thread is the only one that waits on the store for events and publishes: ``report_*`` and
+``try_get`` only append to an in-memory outbox, so an event loop never does store I/O. A refill
+runs in ``refill_runner`` (a worker thread), so its store steps are off the event loop as well.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .geo import Geo
+from .models import Proxy
+from .store import PoolStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .pool import ProxyPool
+
+logger = logging.getLogger("proxypool.pool")
+
+#: Seconds the background thread waits for events in one read: a ban reported elsewhere is
+#: applied here within about this long (plus one round trip).
+POLL = 0.2
+#: Outbox entries kept while the store cannot be reached (the oldest are dropped beyond it).
+MAX_OUTBOX = 10_000
+
+
+def proxy_record(proxy: Proxy) -> dict[str, Any]:
+    """``proxy`` as an event field (credentials included: see ``store``'s docstring)."""
+    record: dict[str, Any] = {"h": proxy.host, "p": proxy.port}
+    if proxy.scheme != "http":
+        record["s"] = proxy.scheme
+    if proxy.username is not None:
+        record["u"] = proxy.username
+    if proxy.password is not None:
+        record["w"] = proxy.password
+    if proxy.session is not None:
+        record["i"] = proxy.session
+    return record
+
+
+def proxy_from(record: dict[str, Any], geo: Geo | None) -> Proxy:
+    return Proxy(
+        str(record["h"]),
+        int(record["p"]),
+        scheme=str(record.get("s", "http")),
+        username=record.get("u"),
+        password=record.get("w"),
+        geo=geo,
+        session=record.get("i"),
+    )
+
+
+def proxy_id(proxy: Proxy) -> str:
+    """A proxy's identity in the store (sticky sessions): no password."""
+    return f"{proxy.scheme}://{proxy.username or ''}@{proxy.host}:{proxy.port}"
+
+
+class Sharing:
+    """See the module docstring. ``lease_ttl``: how long a refill lease lasts if its holder
+    dies (seconds); ``session_ttl``: how long a sticky session's binding is kept unused."""
+
+    def __init__(
+        self, pool: ProxyPool, store: PoolStore, *, lease_ttl: float, session_ttl: float
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.origin = secrets.token_hex(6)  # this pool's name in the events it publishes
+        self.lease_ttl = lease_ttl
+        self.session_ttl = session_ttl
+        self.outbox: collections.deque[tuple[str, dict[str, Any]]] = collections.deque(
+            maxlen=MAX_OUTBOX
+        )
+        self.cursor = "0-0"  # from the oldest event kept: batches bought before this pool began
+        self.offset: float | None = None  # store clock minus pool clock, once measured
+        self.down = False
+        self.errors = 0
+        self.received = 0  # proxies that joined from other pools' batches
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proxypool-store", daemon=True)
+        self._thread.start()
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def store_now(self) -> float:
+        """The store's clock now, from the offset measured last (no I/O once measured)."""
+        offset = self.offset
+        if offset is None:
+            offset = self._measure()
+        return self.pool._clock() + offset
+
+    def _measure(self) -> float:
+        before = self.pool._clock()
+        now = self.store.now()
+        after = self.pool._clock()
+        self.offset = now - (before + after) / 2
+        return self.offset
+
+    def local_until(self, store_until: float) -> float:
+        """A moment on the store's clock, on the pool's clock."""
+        if store_until == math.inf:
+            return math.inf
+        return store_until - self.store_now() + self.pool._clock()
+
+    # -- what this pool tells the others ---------------------------------------------------
+
+    def tell(self, kind: str, data: dict[str, Any]) -> None:
+        """Queue an event for the background thread (no I/O here)."""
+        data["o"] = self.origin
+        self.outbox.append((kind, data))
+
+    def _flush(self) -> None:
+        outbox = self.outbox
+        while outbox:
+            kind, data = outbox[0]
+            self.store.publish(kind, data)  # (raises while the store is down: kept for later)
+            outbox.popleft()
+
+    # -- the background thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        measured_at = -math.inf
+        while not self._stop.is_set():
+            try:
+                self._flush()
+                now = self.pool._clock()
+                if now - measured_at >= 1.0:
+                    self._measure()
+                    measured_at = now
+                cursor, events = self.store.events_after(self.cursor, block=POLL)
+                self.cursor = cursor
+                if self.down:
+                    self.down = False
+                    logger.warning("proxypool: the store is reachable again (%r)", self.store)
+                for event in events:
+                    if event.get("o") != self.origin:
+                        self._apply(event)
+            except StoreUnavailable as exc:
+                self.errors += 1
+                if not self.down:
+                    self.down = True
+                    logger.warning(
+                        "proxypool: %s; serving the proxies held, buying none until it is back",
+                        exc,
+                    )
+                self._stop.wait(0.5)
+            except Exception:  # a malformed event: logged, never the end of sharing
+                logger.warning("proxypool: an event from the store was not applied", exc_info=True)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        pool = self.pool
+        if kind == "batch":
+            geo = Geo.coerce(event.get("g") or None)
+            tag = None if geo.is_anywhere else geo
+            ends = float(event["t"])
+            groups: dict[float, list[Proxy]] = {}
+            for record in event["x"]:
+                end = ends
+                if "l" in record:  # an end of its own (a static IP's package)
+                    end = min(ends, float(event["s"]) + float(record["l"]))
+                groups.setdefault(end, []).append(proxy_from(record, tag))
+            for end, proxies in groups.items():
+                self.received += pool._merge_shared(geo, proxies, self.local_until(end))
+        elif kind in ("ban", "failure"):
+            geo = Geo.coerce(event.get("g") or None)
+            proxy = proxy_from(event["x"], None if geo.is_anywhere else geo)
+            pool._report_shared(proxy, domain=event.get("d"), banned=kind == "ban")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=POLL + 6.0)
+        with contextlib.suppress(StoreUnavailable):
+            self._flush()  # what was reported last still reaches the others
+        self.store.close()
+
+    # -- a refill's steps ------------------------------------------------------------------
+
+    def lease_name(self, geo: Geo) -> str:
+        return f"refill:{geo}"
+
+    def run_refill(
+        self,
+        geo: Geo,
+        num: int,
+        cap: int | None,
+        extract: Callable[[int], tuple[list[Proxy], int, Any]],
+    ) -> tuple[list[Proxy], int, Any, float] | None:
+        """One extraction as the only one in flight for ``geo`` over every pool, within the
+        shared budget: None when another pool holds the lease (its batch will arrive as an
+        event). ``extract(n)`` buys and returns ``(proxies kept, IPs paid for, answer)``.
+        Returns those and the batch's end on the store's clock (``inf``: no end). Raises
+        ``StoreUnavailable`` before buying when the store cannot be reached; the budget
+        exhausted is ``granted == 0``: returned as an empty batch with ``bought = -1``."""
+        store = self.store
+        name = self.lease_name(geo)
+        token = store.take_lease(name, self.lease_ttl)
+        if token is None:
+            return None
+        holder = f"{self.origin}:{token}"
+        try:
+            granted = num
+            if cap is not None:
+                granted = store.reserve(holder, num, cap, self.lease_ttl)
+                if granted <= 0:
+                    return [], -1, None, math.inf
+            started = store.now()
+            try:
+                proxies, bought, answer = extract(granted)
+            except BaseException:
+                if cap is not None:
+                    self._settle(holder, granted, 0)
+                raise
+            if cap is not None:
+                self._settle(holder, granted, bought)
+            return proxies, bought, answer, started
+        finally:
+            with contextlib.suppress(StoreUnavailable):  # (else it expires by itself)
+                store.release_lease(name, token)
+
+    def _settle(self, holder: str, granted: int, bought: int) -> None:
+        try:
+            self.store.settle(holder, granted, bought)
+        except StoreUnavailable:
+            logger.warning(
+                "proxypool: %d IPs bought could not be added to the shared budget (the store "
+                "cannot be reached); its reservation lapses",
+                bought,
+            )
+
+    def announce(
+        self,
+        geo: Geo,
+        proxies: list[Proxy],
+        bought: int,
+        ends: float,
+        started: float,
+        lasts: Mapping[Proxy, float] | None,
+    ) -> None:
+        """Tell the other pools about a batch bought here (they use it too): its end on the
+        store's clock (``inf``: none), and per proxy the seconds it lasts from ``started``
+        when it has an end of its own (a static IP's package)."""
+        records = []
+        for proxy in proxies:
+            record = proxy_record(proxy)
+            left = lasts.get(proxy) if lasts else None
+            if left is not None:
+                record["l"] = left
+            records.append(record)
+        self.tell(
+            "batch",
+            {
+                "g": "" if geo.is_anywhere else str(geo),
+                "x": records,
+                "b": bought,
+                "t": ends,
+                "s": started,
+            },
+        )
+
+    def tell_report(self, proxy: Proxy, geo: Geo, domain: str | None, banned: bool) -> None:
+        """Queue a ban (``banned``) or a failure of ``proxy`` for the other pools."""
+        data: dict[str, Any] = {"g": "" if geo.is_anywhere else str(geo), "x": proxy_record(proxy)}
+        if domain is not None:
+            data["d"] = domain
+        self.tell("ban" if banned else "failure", data)
