@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .geo import Geo
 from .models import Proxy
+from .sources import ExtractedBatch
 from .store import PoolStore, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class Sharing:
         self.errors = 0
         self.received = 0  # proxies that joined from other pools' batches
         self._stop = threading.Event()
+        # Held while reading and applying events: by the background thread, and by a refill
+        # catching up before it decides to buy.
+        self._reading = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="proxypool-store", daemon=True)
         self._thread.start()
 
@@ -136,14 +140,10 @@ class Sharing:
                 if now - measured_at >= 1.0:
                     self._measure()
                     measured_at = now
-                cursor, events = self.store.events_after(self.cursor, block=POLL)
-                self.cursor = cursor
+                self._read(POLL)
                 if self.down:
                     self.down = False
                     logger.warning("proxypool: the store is reachable again (%r)", self.store)
-                for event in events:
-                    if event.get("o") != self.origin:
-                        self._apply(event)
             except StoreUnavailable as exc:
                 self.errors += 1
                 if not self.down:
@@ -153,8 +153,24 @@ class Sharing:
                         exc,
                     )
                 self._stop.wait(0.5)
-            except Exception:  # a malformed event: logged, never the end of sharing
-                logger.warning("proxypool: an event from the store was not applied", exc_info=True)
+            except Exception:  # never the end of sharing
+                logger.warning("proxypool: sharing through the store failed", exc_info=True)
+                self._stop.wait(0.5)
+
+    def _read(self, block: float | None) -> None:
+        """Read the events after the cursor (waiting up to ``block`` s for one) and apply the
+        other pools' ones."""
+        with self._reading:
+            cursor, events = self.store.events_after(self.cursor, block=block)
+            self.cursor = cursor
+            for event in events:
+                if event.get("o") != self.origin:
+                    try:
+                        self._apply(event)
+                    except Exception:  # a malformed event: logged, never the end of sharing
+                        logger.warning(
+                            "proxypool: an event from the store was not applied", exc_info=True
+                        )
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -169,6 +185,7 @@ class Sharing:
                 if "l" in record:  # an end of its own (a static IP's package)
                     end = min(ends, float(event["s"]) + float(record["l"]))
                 groups.setdefault(end, []).append(proxy_from(record, tag))
+            pool._spent_elsewhere(int(event.get("b", 0)))
             for end, proxies in groups.items():
                 self.received += pool._merge_shared(geo, proxies, self.local_until(end))
         elif kind in ("ban", "failure"):
@@ -194,13 +211,15 @@ class Sharing:
         num: int,
         cap: int | None,
         extract: Callable[[int], tuple[list[Proxy], int, Any]],
-    ) -> tuple[list[Proxy], int, Any, float] | None:
+        arrived: Callable[[], bool],
+    ) -> tuple[list[Proxy], int, Any] | None:
         """One extraction as the only one in flight for ``geo`` over every pool, within the
-        shared budget: None when another pool holds the lease (its batch will arrive as an
-        event). ``extract(n)`` buys and returns ``(proxies kept, IPs paid for, answer)``.
-        Returns those and the batch's end on the store's clock (``inf``: no end). Raises
-        ``StoreUnavailable`` before buying when the store cannot be reached; the budget
-        exhausted is ``granted == 0``: returned as an empty batch with ``bought = -1``."""
+        shared budget, announced to the others before the lease is let go. None when another
+        pool holds the lease (its batch will arrive as an event) or, once this pool caught up
+        with the events, ``arrived()`` says a batch for ``geo`` came meanwhile. ``extract(n)``
+        buys and returns ``(proxies kept, IPs paid for, answer)``, returned as they are.
+        Raises ``StoreUnavailable`` before buying when the store cannot be reached; the budget
+        spent is an empty batch with ``bought = -1``."""
         store = self.store
         name = self.lease_name(geo)
         token = store.take_lease(name, self.lease_ttl)
@@ -208,11 +227,14 @@ class Sharing:
             return None
         holder = f"{self.origin}:{token}"
         try:
+            self._read(None)  # what the last holder bought is here before deciding to buy
+            if arrived():
+                return None
             granted = num
             if cap is not None:
                 granted = store.reserve(holder, num, cap, self.lease_ttl)
                 if granted <= 0:
-                    return [], -1, None, math.inf
+                    return [], -1, None
             started = store.now()
             try:
                 proxies, bought, answer = extract(granted)
@@ -222,7 +244,17 @@ class Sharing:
                 raise
             if cap is not None:
                 self._settle(holder, granted, bought)
-            return proxies, bought, answer, started
+            pool = self.pool
+            lasts = answer.lasts if isinstance(answer, ExtractedBatch) else None
+            ends = started + pool._life * 60 if pool._expires else math.inf
+            event = self._batch_event(
+                geo, proxies, bought if pool._paid else 0, ends, started, lasts
+            )
+            try:
+                store.publish("batch", event)  # before the lease is let go
+            except StoreUnavailable:
+                self.outbox.append(("batch", event))  # (sent when the store is back)
+            return proxies, bought, answer
         finally:
             with contextlib.suppress(StoreUnavailable):  # (else it expires by itself)
                 store.release_lease(name, token)
@@ -237,7 +269,7 @@ class Sharing:
                 bought,
             )
 
-    def announce(
+    def _batch_event(
         self,
         geo: Geo,
         proxies: list[Proxy],
@@ -245,10 +277,10 @@ class Sharing:
         ends: float,
         started: float,
         lasts: Mapping[Proxy, float] | None,
-    ) -> None:
-        """Tell the other pools about a batch bought here (they use it too): its end on the
-        store's clock (``inf``: none), and per proxy the seconds it lasts from ``started``
-        when it has an end of its own (a static IP's package)."""
+    ) -> dict[str, Any]:
+        """A batch bought here, for the other pools (they use it too): its end on the store's
+        clock (``inf``: none), and per proxy the seconds it lasts from ``started`` when it has
+        an end of its own (a static IP's package)."""
         records = []
         for proxy in proxies:
             record = proxy_record(proxy)
@@ -256,16 +288,14 @@ class Sharing:
             if left is not None:
                 record["l"] = left
             records.append(record)
-        self.tell(
-            "batch",
-            {
-                "g": "" if geo.is_anywhere else str(geo),
-                "x": records,
-                "b": bought,
-                "t": ends,
-                "s": started,
-            },
-        )
+        return {
+            "g": "" if geo.is_anywhere else str(geo),
+            "x": records,
+            "b": bought,
+            "t": ends,
+            "s": started,
+            "o": self.origin,
+        }
 
     def tell_report(self, proxy: Proxy, geo: Geo, domain: str | None, banned: bool) -> None:
         """Queue a ban (``banned``) or a failure of ``proxy`` for the other pools."""

@@ -215,6 +215,7 @@ class _SubPool:
         "last_error",
         "last_failure",
         "next_due",
+        "received",
         "refill_generation",
         "refilling",
         "retry_at",
@@ -240,6 +241,7 @@ class _SubPool:
         self.refilling = False
         self.refill_generation = 0
         self.last_added = 0
+        self.received = 0  # proxies that joined from other pools of the store
         self.api_failures = 0  # consecutive failed refills, drives the backoff
         self.retry_at = -math.inf
         self.last_error: BaseException | None = None
@@ -475,6 +477,7 @@ class ProxyPool:
         self._ban_storms = 0
         # Set once the shared budget (a store's) answered that nothing more may be bought.
         self._budget_gone = False
+        self._others_extracted = 0  # IPs the other pools of the store said they bought
 
         if store is not None and not isinstance(store, PoolStore):
             raise ConfigError(
@@ -882,7 +885,7 @@ class ProxyPool:
             return math.inf
         if self._budget_gone:
             return 0
-        return self._max_extracted - self._extracted - self._reserved
+        return self._max_extracted - self._extracted - self._reserved - self._others_extracted
 
     def _can_refill(self, sub: _SubPool, now: float) -> bool:
         return not sub.refilling and now >= sub.retry_at and self._budget_left() > 0
@@ -960,19 +963,19 @@ class ProxyPool:
             return proxies, bought, answer
 
         sharing = self._sharing
-        store_started = math.nan
         try:
             if sharing is None:
                 proxies, bought, answer = buy(num)
             else:
                 cap = self._max_extracted if self._paid else None
-                shared = sharing.run_refill(sub.geo, num, cap, buy)
+                received = sub.received
+                shared = sharing.run_refill(sub.geo, num, cap, buy, lambda: sub.received > received)
                 if shared is None or shared[1] < 0:
-                    # Another pool is buying for this geography (its batch arrives as an
-                    # event), or the shared budget is spent.
+                    # Another pool is buying for this geography or just did (its batch comes
+                    # as an event), or the shared budget is spent.
                     self._refill_elsewhere(sub, num, budget_gone=shared is not None)
                     return 0
-                proxies, bought, answer, store_started = shared
+                proxies, bought, answer = shared
         except BaseException as exc:
             self._refill_failed(sub, num, exc)
             raise
@@ -1026,16 +1029,6 @@ class ProxyPool:
             usable = sub.usable
             closed = self._closed
             self._wake()
-        if sharing is not None and not closed:
-            lasts_left = answer.lasts if isinstance(answer, ExtractedBatch) else None
-            sharing.announce(
-                sub.geo,
-                proxies,
-                bought if self._paid else 0,
-                store_started + self._life * 60 if self._expires else math.inf,
-                store_started,
-                lasts_left,
-            )
         if bought > asked and self._paid:
             logger.warning(
                 "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
@@ -1082,6 +1075,12 @@ class ProxyPool:
                 self._max_extracted,
             )
 
+    def _spent_elsewhere(self, bought: int) -> None:
+        """Another pool of the store bought ``bought`` IPs (the store's budget decides; this
+        keeps the pool from asking it when the sum says there is nothing left)."""
+        with self._lock:
+            self._others_extracted += bought
+
     def _merge_shared(self, geo: Geo, proxies: list[Proxy], usable_until: float) -> int:
         """A batch another pool of the store bought (its end on this pool's clock, before the
         margin): it joins this pool too. Returns how many are new here."""
@@ -1099,6 +1098,7 @@ class ProxyPool:
             if until <= now or not proxies:
                 return 0
             added = self._merge(sub, proxies, until, now)
+            sub.received += added
             if added:
                 sub.api_failures = 0
                 sub.retry_at = -math.inf

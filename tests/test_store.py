@@ -119,6 +119,7 @@ def test_the_budget_is_one_over_every_pool(make_store: Callable[[], Any]) -> Non
         wait_for(lambda: second.stats()["received"] == 5)
         second.refill(wait=False)  # only 3 are left of the 8
         assert [num for _, num in source.calls] == [5, 3]
+        wait_for(lambda: first.stats()["received"] == 3)
         with pytest.raises(PoolExhausted, match="max_extracted"):
             first.refill()
         with pytest.raises(PoolExhausted, match="max_extracted"):
