@@ -18,6 +18,7 @@ __all__ = [
     "GATEWAY_ENV",
     "GATEWAY_PASSWORD_ENV",
     "GATEWAY_USER_ENV",
+    "REDIS_URL_ENV",
 ]
 
 #: The provider's app_key (admin rights over the account: never logged or shown).
@@ -41,3 +42,6 @@ GATEWAY_ENV = "PROXYPOOL_GATEWAY"
 #: ``GatewaySource``: the proxy account's username and password, when not given.
 GATEWAY_USER_ENV = "PROXYPOOL_GATEWAY_USER"
 GATEWAY_PASSWORD_ENV = "PROXYPOOL_GATEWAY_PASSWORD"
+
+#: The Redis that several processes share one pool through (Scrapy's ``PROXYPOOL_REDIS_URL``).
+REDIS_URL_ENV = "PROXYPOOL_REDIS_URL"

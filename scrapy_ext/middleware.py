@@ -125,6 +125,8 @@ if TYPE_CHECKING:
     from twisted.internet.base import ReactorBase
     from twisted.internet.task import LoopingCall
 
+    from proxypool.store import RedisStore
+
 __all__ = [
     "PROXY_META_KEY",
     "BanPolicy",
@@ -602,7 +604,19 @@ class ProxyPoolMiddleware:
             ban_storm_batches=config.ban_storm_batches,
             ban_storm_cooldown=config.ban_storm_cooldown,
             catalog=catalog,
+            store=self._store(config),
         )
+
+    @staticmethod
+    def _store(config: ProxyPoolSettings) -> RedisStore | None:
+        """A ``RedisStore`` when ``PROXYPOOL_REDIS_URL`` is set: the pool is shared with every
+        process on that Redis and namespace. No connection yet: the pool's background thread
+        makes it, never the reactor."""
+        if config.redis_url is None:
+            return None
+        from proxypool.store import RedisStore
+
+        return RedisStore(config.redis_url, namespace=config.redis_namespace)
 
     def _load(self, setting: str, spec: Any) -> Any:
         try:
@@ -1284,6 +1298,9 @@ class ProxyPoolMiddleware:
         else:  # a gateway's sessions, static IPs, a list: nothing bought per IP
             self.stats.set_value("proxypool/minted", counters.extracted)
         self.stats.set_value("proxypool/rejected", counters.rejected)
+        if self.config.redis_url is not None:  # a pool shared through Redis
+            self.stats.set_value("proxypool/received", pool_stats["received"])
+            self.stats.set_value("proxypool/store_errors", pool_stats["store_errors"])
         live = pool_stats["live"]
         self.stats.set_value("proxypool/live", sum(live.values()))
         for label, count in live.items():

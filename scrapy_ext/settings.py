@@ -23,6 +23,7 @@ from proxypool._env import (
     GATEWAY_ENV,
     GATEWAY_PASSWORD_ENV,
     GATEWAY_USER_ENV,
+    REDIS_URL_ENV,
 )
 from proxypool._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES
 from proxypool.errors import ConfigError
@@ -65,6 +66,8 @@ DEFAULTS: Mapping[str, Any] = {
     "PROXYPOOL_BAN_STORM_BATCHES": 3,
     "PROXYPOOL_BAN_STORM_COOLDOWN": 600.0,
     "PROXYPOOL_BAN_STORM_CLOSE": False,
+    "PROXYPOOL_REDIS_URL": None,
+    "PROXYPOOL_REDIS_NAMESPACE": "proxypool",
 }
 
 #: ``PROXYPOOL_SOURCE`` names: where the proxies come from (see ``proxypool.sources``).
@@ -94,7 +97,10 @@ class ProxyPoolSettings:
     ``SOURCE_MODES``, or ``"custom"`` when ``source`` (an import path or object, loaded by the
     middleware, as ``ban_policy``) supplies the proxies. ``proxy_list``: the list's entries, or
     a path (``str``) of a file of them; ``proxy_list_setting`` the setting it came from.
-    ``app_key`` and ``gateway_password`` are secrets and are left out of ``repr``.
+    ``redis_url`` (``PROXYPOOL_REDIS_URL``, or the environment variable of that name): share
+    one pool with every process naming the same Redis and ``redis_namespace``.
+    ``app_key``, ``gateway_password`` and ``redis_url`` (its password) are secrets and are left
+    out of ``repr``.
     """
 
     enabled: bool = True
@@ -131,6 +137,8 @@ class ProxyPoolSettings:
     auth_encoding: str = "latin-1"
     # Download handlers (import paths or classes) the user vouches for, besides Scrapy's HTTP/1.1.
     trusted_handlers: tuple[Any, ...] = ()
+    redis_url: str | None = field(default=None, repr=False)
+    redis_namespace: str = "proxypool"
 
 
 def _auth_encoding(settings: SettingsLike) -> str:
@@ -507,4 +515,25 @@ def read_settings(
         ban_storm_close=_bool(settings, "PROXYPOOL_BAN_STORM_CLOSE"),
         auth_encoding=_auth_encoding(settings),
         trusted_handlers=_import_paths_or_objects(settings, "PROXYPOOL_TRUSTED_HANDLERS"),
+        **_redis(settings, env),
     )
+
+
+def _redis(settings: SettingsLike, env: Mapping[str, str]) -> dict[str, Any]:
+    """``PROXYPOOL_REDIS_URL`` (or its environment variable) and ``PROXYPOOL_REDIS_NAMESPACE``,
+    checked as ``RedisStore`` checks them (no connection is made here); errors never quote the
+    URL, which may hold a password."""
+    url = _optional_text(settings, "PROXYPOOL_REDIS_URL") or env.get(REDIS_URL_ENV) or None
+    namespace = _text(settings.get("PROXYPOOL_REDIS_NAMESPACE"))
+    if namespace is None or namespace == "":
+        namespace = "proxypool"
+    if url is None:
+        return {"redis_url": None, "redis_namespace": namespace}
+    from proxypool.store import RedisStore
+
+    try:
+        RedisStore(url, namespace=namespace).close()
+    except ConfigError as exc:
+        name = "PROXYPOOL_REDIS_NAMESPACE" if exc.field == "namespace" else "PROXYPOOL_REDIS_URL"
+        raise ConfigError(f"{name}: {exc}", field=name) from None
+    return {"redis_url": url, "redis_namespace": namespace}
