@@ -99,6 +99,17 @@ return redis.call('INCRBY', KEYS[1], tonumber(ARGV[3]))
 """
 
 
+# KEYS: the epoch key. ARGV: a candidate. The epoch: the one set, or the candidate if none was
+# (the data was lost: a restart without persistence, a flush).
+_EPOCH = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  return current
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
 # KEYS: the session key. ARGV: proxy id, ttl ms. The id bound (ours, or the one bound first).
 _BIND = """
 local current = redis.call('GET', KEYS[1])
@@ -182,6 +193,7 @@ class RedisSteps:
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
         self._bind = client.register_script(_BIND)
+        self._epoch = client.register_script(_EPOCH)
         self._rebind = client.register_script(_REBIND)
         self.max_events = max_events
 
@@ -281,6 +293,12 @@ class RedisSteps:
     def spent(self) -> int:
         """IPs bought so far over every process of the namespace."""
         return int(self.client.get(self.key("budget:spent")) or 0)
+
+    def epoch(self, candidate: str) -> str:
+        """The namespace's epoch: set by the first caller (to ``candidate``) and kept while
+        Redis keeps its data, so a caller that sees another than it saw before knows the data
+        (the budget spent among it) was lost."""
+        return _text(self._epoch(keys=[self.key("epoch")], args=[candidate]))
 
     def __repr__(self) -> str:
         return f"RedisSteps({self._shown!r}, namespace={self.namespace!r})"

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import math
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .geo import Geo
@@ -33,6 +34,8 @@ logger = logging.getLogger("proxypool.pool")
 POLL = 0.2
 #: Outbox entries kept while the store cannot be reached (the oldest are dropped beyond it).
 MAX_OUTBOX = 10_000
+#: Proxies remembered by their store identity (for sticky sessions); the oldest are forgotten.
+MAX_KNOWN = 200_000
 
 
 def proxy_record(proxy: Proxy) -> dict[str, Any]:
@@ -85,7 +88,14 @@ class Sharing:
         self.offset: float | None = None  # store clock minus pool clock, once measured
         self.down = False
         self.errors = 0
+        self.epoch: str | None = None  # the store's, as first seen (see check_epoch)
+        self._epoch_lock = threading.Lock()
         self.received = 0  # proxies that joined from other pools' batches
+        # Sticky sessions: (geo, key) -> the proxy the store said the key means (identity
+        # compared, so try_get checks it without I/O); store identity -> proxy, for adopting
+        # another pool's binding.
+        self.confirmed: dict[tuple[Geo, Hashable], Proxy] = {}
+        self.known: dict[str, Proxy] = {}
         self._stop = threading.Event()
         # Held while reading and applying events: by the background thread, and by a refill
         # catching up before it decides to buy.
@@ -139,6 +149,7 @@ class Sharing:
                 now = self.pool._clock()
                 if now - measured_at >= 1.0:
                     self._measure()
+                    self.check_epoch()
                     measured_at = now
                 self._read(POLL)
                 if self.down:
@@ -156,6 +167,25 @@ class Sharing:
             except Exception:  # never the end of sharing
                 logger.warning("proxypool: sharing through the store failed", exc_info=True)
                 self._stop.wait(0.5)
+
+    def check_epoch(self) -> None:
+        """If the store lost its data since last seen (a Redis restarted without persistence),
+        add what this pool bought back to the shared budget, so the cap still counts it."""
+        with self._epoch_lock:
+            epoch = self.store.epoch(secrets.token_hex(8))
+            if self.epoch is None or epoch == self.epoch:
+                self.epoch = epoch
+                return
+            self.epoch = epoch
+            bought = self.pool._own_extracted()
+            if bought:
+                self.store.settle(f"{self.origin}:restored", 0, bought)
+            self.confirmed.clear()  # (the sessions' bindings were lost as well)
+        logger.warning(
+            "proxypool: the store lost its data (restarted?); the %d IPs this pool bought "
+            "were added back to the shared budget",
+            bought,
+        )
 
     def _read(self, block: float | None) -> None:
         """Read the events after the cursor (waiting up to ``block`` s for one) and apply the
@@ -187,6 +217,7 @@ class Sharing:
                 groups.setdefault(end, []).append(proxy_from(record, tag))
             pool._spent_elsewhere(int(event.get("b", 0)))
             for end, proxies in groups.items():
+                self.remember(proxies)
                 self.received += pool._merge_shared(geo, proxies, self.local_until(end))
         elif kind in ("ban", "failure"):
             geo = Geo.coerce(event.get("g") or None)
@@ -201,6 +232,50 @@ class Sharing:
         self.store.close()
 
     # -- a refill's steps ------------------------------------------------------------------
+
+    # -- sticky sessions ---------------------------------------------------------------------
+
+    def remember(self, proxies: list[Proxy]) -> None:
+        known = self.known
+        for proxy in proxies:
+            known[proxy_id(proxy)] = proxy
+        if len(known) > MAX_KNOWN:
+            for old in list(itertools.islice(known, len(known) - MAX_KNOWN)):
+                del known[old]
+
+    def confirm(self, sub: Any, session: Hashable, domain: str | None, proxy: Proxy) -> Proxy:
+        """The proxy ``session`` means over every pool of the store: ``proxy`` (this pool's
+        pick) when the store agrees or cannot be asked, else the one another pool bound it to
+        first, if this pool holds it usable. Blocking I/O (called by ``get()``)."""
+        geo = sub.geo
+        key = (geo, session)
+        previous = self.confirmed.get(key)
+        if previous is proxy:
+            return proxy
+        name = f"{geo}|{session!r}"
+        mine = proxy_id(proxy)
+        store = self.store
+        try:
+            if previous is None:
+                winner = store.bind_session(name, mine, self.session_ttl)
+            else:
+                winner = store.rebind_session(name, proxy_id(previous), mine, self.session_ttl)
+            if winner != mine:
+                theirs = self.known.get(winner)
+                pooled = None
+                if theirs is not None:
+                    pooled = self.pool._adopt_session(sub, session, domain, theirs)
+                if pooled is not None:
+                    self.confirmed[key] = pooled
+                    return pooled
+                # Theirs is not usable here (banned for this site, gone, or not arrived yet):
+                # the key moves to this pool's pick, for every pool.
+                winner = store.rebind_session(name, winner, mine, self.session_ttl)
+        except StoreUnavailable:
+            return proxy  # served by this pool's own binding until the store is back
+        if winner == mine:
+            self.confirmed[key] = proxy
+        return proxy
 
     def lease_name(self, geo: Geo) -> str:
         return f"refill:{geo}"
@@ -227,6 +302,7 @@ class Sharing:
             return None
         holder = f"{self.origin}:{token}"
         try:
+            self.check_epoch()  # the budget is whole before anything is reserved from it
             self._read(None)  # what the last holder bought is here before deciding to buy
             if arrived():
                 return None
@@ -244,6 +320,7 @@ class Sharing:
                 raise
             if cap is not None:
                 self._settle(holder, granted, bought)
+            self.remember(proxies)
             pool = self.pool
             lasts = answer.lasts if isinstance(answer, ExtractedBatch) else None
             ends = started + pool._life * 60 if pool._expires else math.inf

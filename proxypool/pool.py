@@ -652,8 +652,20 @@ class ProxyPool:
                 if sub.usable >= self._min_size or not self._can_refill(sub, now):
                     entry = self._take(sub, session, domain)
                     if entry is not None:
-                        return entry.proxy
-            return self._get_slow(sub, session, domain, now + timeout)
+                        if session is None or self._sharing is None:
+                            return entry.proxy
+                        proxy = entry.proxy
+                    else:
+                        proxy = None
+                else:
+                    proxy = None
+            if proxy is None:
+                proxy = self._get_slow(sub, session, domain, now + timeout)
+            if session is not None and self._sharing is not None:
+                # One proxy per session key over every pool of the store (blocking I/O: get()
+                # runs in a thread; try_get() leaves an unconfirmed key to it).
+                proxy = self._sharing.confirm(sub, session, domain, proxy)
+            return proxy
         finally:
             if self._pending:
                 self._flush()
@@ -754,6 +766,16 @@ class ProxyPool:
                     self._maintain(sub, now)
                 entry = self._take(sub, session, domain)
                 if entry is not None:
+                    sharing = self._sharing
+                    if (
+                        session is not None
+                        and sharing is not None
+                        and sharing.confirmed.get((sub.geo, session)) is not entry.proxy
+                    ):
+                        # The store must say which proxy the key means everywhere: that is
+                        # I/O, for get() in a thread.
+                        self._served -= 1
+                        return None
                     return entry.proxy
                 if domain is not None and self._storms and self._storming(domain, now):
                     raise self._storm_error(domain, now)  # refill() would buy for it
@@ -1074,6 +1096,31 @@ class ProxyPool:
                 "max_extracted=%s reached over every pool of the store: no more IPs are bought",
                 self._max_extracted,
             )
+
+    def _adopt_session(
+        self, sub: _SubPool, session: Hashable, domain: str | None, proxy: Proxy
+    ) -> Proxy | None:
+        """Bind ``session`` to ``proxy`` here (another pool of the store bound it so first), if
+        this pool holds it usable for ``domain``: the pooled object, or None."""
+        with self._lock:
+            entry = sub.index.get(proxy)
+            if entry is None or entry.state != _LIVE:
+                return None
+            if domain is not None and entry.bans is not None and domain in entry.bans:
+                return None
+            bound = sub.sessions.get(session)
+            if bound is not None and bound is not entry and bound.sessions is not None:
+                bound.sessions.discard(session)
+            sub.sessions[session] = entry
+            if entry.sessions is None:
+                entry.sessions = set()
+            entry.sessions.add(session)
+            return entry.proxy
+
+    def _own_extracted(self) -> int:
+        """IPs this pool bought itself (paid sources only)."""
+        with self._lock:
+            return self._extracted
 
     def _spent_elsewhere(self, bought: int) -> None:
         """Another pool of the store bought ``bought`` IPs (the store's budget decides; this

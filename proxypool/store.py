@@ -76,6 +76,10 @@ class PoolStore(Protocol):
     def spent(self) -> int:
         """What was bought over every pool of the store."""
 
+    def epoch(self, candidate: str) -> str:
+        """The store's epoch: the first caller's ``candidate``, kept while the store keeps its
+        data; another than before means the data (the budget spent) was lost."""
+
     def bind_session(self, key: str, proxy_id: str, ttl: float) -> str:
         """Bind ``key`` to ``proxy_id`` unless bound already; the proxy it is bound to."""
 
@@ -112,6 +116,7 @@ class MemoryStore:
         self._sessions: dict[str, tuple[str, float]] = {}
         self._events: list[tuple[int, dict[str, Any]]] = []
         self._next_id = 1
+        self._epoch: str | None = None
 
     def now(self) -> float:
         return float(self._clock())
@@ -155,6 +160,12 @@ class MemoryStore:
     def spent(self) -> int:
         with self._lock:
             return self._spent
+
+    def epoch(self, candidate: str) -> str:
+        with self._lock:
+            if self._epoch is None:
+                self._epoch = candidate
+            return self._epoch
 
     def bind_session(self, key: str, proxy_id: str, ttl: float) -> str:
         with self._lock:
@@ -287,6 +298,9 @@ class RedisStore:
 
     def spent(self) -> int:
         return int(self._call(self._steps.spent))
+
+    def epoch(self, candidate: str) -> str:
+        return str(self._call(self._steps.epoch, candidate))
 
     def bind_session(self, key: str, proxy_id: str, ttl: float) -> str:
         return str(self._call(self._steps.bind_session, key, proxy_id, ttl))

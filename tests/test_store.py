@@ -291,3 +291,58 @@ def test_proxies_shared_keep_their_credentials(make_store: Callable[[], Any]) ->
     finally:
         one.close()
         other.close()
+
+
+def test_a_session_key_means_one_proxy_in_every_pool_and_moves_once_on_a_ban(
+    make_store: Callable[[], Any],
+) -> None:
+    source = CountingSource(delay=0.0)
+    one = pool_on(make_store(), source, strategy="random")
+    other = pool_on(make_store(), source, strategy="random")
+    try:
+        one.refill()
+        wait_for(lambda: other.stats()["received"] == 5)
+        cart = one.get(session="cart")
+        assert other.try_get(session="cart") is None  # not confirmed yet: needs the store
+        assert other.get(session="cart") == cart  # the store says: the one the first chose
+        assert other.try_get(session="cart") == cart  # confirmed now: no store I/O
+        assert {other.get(session="cart") for _ in range(5)} == {cart}
+        one.report_failure(cart, domain="shop.example", banned=True)
+        moved = one.get(session="cart", domain="shop.example")
+        assert moved != cart
+        wait_for(lambda: other.stats()["bans"] == 1, timeout=1.0)
+        assert other.get(session="cart", domain="shop.example") == moved  # moved once, for all
+        assert one.get(session="cart", domain="shop.example") == moved
+    finally:
+        one.close()
+        other.close()
+
+
+def test_a_redis_that_lost_its_data_gets_the_budget_spent_back(server: RedisServer) -> None:
+    """Redis restarted without its data: the budget's spent counter is gone. Each pool adds
+    what it bought back, so the cap still counts it."""
+    redis.Redis.from_url(server.url).flushdb()
+    source = CountingSource(delay=0.0)
+    store = RedisStore(server.url, namespace="lost", socket_timeout=1.0)
+    buyer = pool_on(store, source, max_extracted=8)
+    try:
+        buyer.refill()
+        assert store.spent() == 5
+        server.kill()
+        server.restart()
+        wait_for(lambda: _spent(store) == 5, timeout=10)
+        late = pool_on(RedisStore(server.url, namespace="lost"), source, max_extracted=8)
+        try:
+            late.refill()
+            assert [num for _, num in source.calls] == [5, 3]  # only what was left
+        finally:
+            late.close()
+    finally:
+        buyer.close()
+
+
+def _spent(store: RedisStore) -> int:
+    try:
+        return store.spent()
+    except StoreUnavailable:
+        return -1

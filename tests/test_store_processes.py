@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import redis
 from _redis import RedisServer
 from _scrapy_crawls import CrawlResult, run_crawl
 
+from proxypool import RedisStore
 from proxypool.sim.world import SimWorld
 
 pytestmark = pytest.mark.timeout(180)
@@ -50,6 +52,7 @@ def _worker(
     options: dict[str, Any],
     start_at: float,
     out: Any,
+    session_key: str | None = None,
 ) -> None:
     """A requests worker in a process of its own: a pool on the shared store, a wrapped
     session, ``pages`` fetched one after the other; puts (pages ok, pool stats, error)."""
@@ -66,7 +69,7 @@ def _worker(
     try:
         session = requests.Session()
         session.trust_env = False
-        with wrap_session(session, pool, max_proxy_retries=6) as wrapped:
+        with wrap_session(session, pool, max_proxy_retries=6, session_key=session_key) as wrapped:
             for page in pages:
                 answer = wrapped.get(page, timeout=10)
                 ok += answer.status_code == 200
@@ -88,6 +91,7 @@ def run_workers(
     options: dict[str, Any],
     *,
     together: bool = True,
+    session_key: str | None = None,
 ) -> list[tuple[int, dict[str, Any], str]]:
     """Run one worker process per batch of pages: all at one moment (``together``), or one
     after the other."""
@@ -100,7 +104,7 @@ def run_workers(
         workers = [
             context.Process(
                 target=_worker,
-                args=(env, server.url, namespace, pages, options, start_at, out),
+                args=(env, server.url, namespace, pages, options, start_at, out, session_key),
             )
             for pages in batches
         ]
@@ -113,7 +117,8 @@ def run_workers(
     for pages in batches:
         out = context.Queue()
         worker = context.Process(
-            target=_worker, args=(env, server.url, namespace, pages, options, 0.0, out)
+            target=_worker,
+            args=(env, server.url, namespace, pages, options, 0.0, out, session_key),
         )
         worker.start()
         results.append(out.get(timeout=120))
@@ -188,6 +193,85 @@ def test_a_ban_found_by_one_process_is_not_found_again_by_the_next(
     assert banned_hits >= 1  # the first process met the ban
     assert later_bans == 0  # the next ones knew it from the first
     assert len(calls) == 1  # and used the batch the first one bought
+
+
+def test_a_session_key_exits_through_one_proxy_in_every_process(
+    server: RedisServer, namespace: str
+) -> None:
+    with SimWorld({GEO: 4}, pages=30) as world:
+        pages = [world.target.url_for(f"/page/{n}") for n in range(30)]
+        results = run_workers(
+            world,
+            server,
+            namespace,
+            [pages[n::3] for n in range(3)],
+            {"batch": 4, "min_size": 1, "strategy": "random"},
+            session_key="cart",
+        )
+        relays = {hit.relay for hit in world.target.hits()}
+    assert [error for _, _, error in results] == ["", "", ""]
+    assert sum(ok for ok, _, _ in results) == 30
+    assert len(relays) == 1, relays  # one exit for the key, whichever process sent
+
+
+def test_redis_killed_mid_crawl_and_restarted_empty_loses_no_page_and_keeps_the_budget(
+    server: RedisServer, namespace: str
+) -> None:
+    """Two processes crawl while leases last 8 s (the pool uses each for 6 s), so each needs
+    new proxies every few seconds; Redis is killed for 3 s in the middle and comes back
+    without its data. No page is lost, nothing goes direct, and the IPs bought stay within the
+    one budget (each process added what it had bought back to the emptied Redis)."""
+    budget = 24
+    with SimWorld({GEO: 6}, pages=160, time_scale=8.0 / 60, relay_latency=0.1) as world:
+        pages = [world.target.url_for(f"/page/{n}") for n in range(160)]
+        done: list[list[tuple[int, dict[str, Any], str]]] = []
+        crawl = threading.Thread(
+            target=lambda: done.append(
+                run_workers(
+                    world,
+                    server,
+                    namespace,
+                    [pages[:80], pages[80:]],
+                    {
+                        "batch": 3,
+                        "min_size": 2,
+                        "life": 1,
+                        "expiry_margin": 54,
+                        "max_extracted": budget,
+                    },
+                )
+            )
+        )
+        crawl.start()
+        deadline = time.monotonic() + 30
+        while world.target.count() < 20:  # a quarter done
+            assert time.monotonic() < deadline, "the crawl never got going"
+            time.sleep(0.05)
+        server.kill()
+        killed = world.target.count()
+        time.sleep(3.0)
+        served_while_down = world.target.count() - killed
+        server.restart()
+        restarted_at = datetime.now()  # (the simulator's clock)
+        crawl.join(150)
+        calls = world.simulator.extraction_calls()
+        direct = world.target.direct_hits()
+        served = world.target.paths_served_ok()
+        spent = RedisStore(server.url, namespace=namespace).spent()
+    (results,) = done
+    assert [error for _, _, error in results] == ["", ""], results
+    assert sum(ok for ok, _, _ in results) == 160
+    assert set(served) >= {f"/page/{n}" for n in range(160)}
+    assert direct == []
+    assert served_while_down > 0  # the proxies held kept serving while Redis was away
+    assert any(call.time > restarted_at and call.ips for call in calls)  # bought after it
+    bought = sum(call.ips for call in calls)
+    assert bought <= budget, calls
+    # The emptied Redis counts every IP bought again, before the restart too: each process
+    # added its own back, so the budget goes on from the right sum.
+    assert any(call.time < restarted_at and call.ips for call in calls)
+    assert spent == bought
+    assert sum(stats["store_errors"] for _, stats, _ in results) > 0  # it was noticed
 
 
 def _hold_the_lease_and_die(env: dict[str, str], url: str, namespace: str) -> None:
