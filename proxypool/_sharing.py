@@ -142,6 +142,15 @@ class Sharing:
     # -- the background thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with contextlib.suppress(Exception):
+                self._flush()  # what was reported last still reaches the others
+            with contextlib.suppress(Exception):
+                self.store.close()
+
+    def _loop(self) -> None:
         measured_at = -math.inf
         while not self._stop.is_set():
             try:
@@ -225,11 +234,13 @@ class Sharing:
             pool._report_shared(proxy, domain=event.get("d"), banned=kind == "ban")
 
     def close(self) -> None:
+        """Stop sharing; never blocks (the pool may be closed on an event loop): the background
+        thread publishes what is left in the outbox, then lets go of the store."""
         self._stop.set()
-        self._thread.join(timeout=POLL + 6.0)
-        with contextlib.suppress(StoreUnavailable):
-            self._flush()  # what was reported last still reaches the others
-        self.store.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background thread to finish (tests, and programs about to exit)."""
+        self._thread.join(timeout)
 
     # -- a refill's steps ------------------------------------------------------------------
 

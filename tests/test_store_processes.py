@@ -331,6 +331,7 @@ def test_scrapy_crawls_in_two_processes_share_one_pool(
             "PROXYPOOL_REDIS_NAMESPACE": namespace,
             "PROXYPOOL_BATCH": 8,
             "PROXYPOOL_MIN_SIZE": 1,
+            "EXTENSIONS": {"_redis_probe.RedisThreadProbe": 0},
         }
         results: dict[int, CrawlResult] = {}
 
@@ -360,3 +361,6 @@ def test_scrapy_crawls_in_two_processes_share_one_pool(
     assert len(calls) == 1, calls  # the two crawls bought one batch between them
     received = [r.stat("proxypool/received") for r in results.values()]
     assert sorted(received) == [0, 8], received
+    # The store's I/O never ran on the reactor's thread, though there was plenty of it.
+    assert [r.stat("probe/redis_on_reactor", None) for r in results.values()] == [0, 0]
+    assert all(r.stat("probe/redis_elsewhere") > 0 for r in results.values())
