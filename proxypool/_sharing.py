@@ -32,6 +32,9 @@ logger = logging.getLogger("proxypool.pool")
 #: Seconds the background thread waits for events in one read: a ban reported elsewhere is
 #: applied here within about this long (plus one round trip).
 POLL = 0.2
+#: Seconds a budget reservation outlives a holder that never settles it (died mid-purchase):
+#: longer than any extraction with its retries, so a slow one is never overtaken (the cap holds).
+RESERVATION_TTL = 600.0
 #: Outbox entries kept while the store cannot be reached (the oldest are dropped beyond it).
 MAX_OUTBOX = 10_000
 #: Proxies remembered by their store identity (for sticky sessions); the oldest are forgotten.
@@ -312,6 +315,13 @@ class Sharing:
         if token is None:
             return None
         holder = f"{self.origin}:{token}"
+        # Renewed while the extraction runs (a slow provider, retries), so the lease can be
+        # short: a holder that dies stops renewing, and the lease lapses ``lease_ttl`` later.
+        done = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(name, token, done), name="proxypool-lease", daemon=True
+        )
+        renewer.start()
         try:
             self.check_epoch()  # the budget is whole before anything is reserved from it
             self._read(None)  # what the last holder bought is here before deciding to buy
@@ -319,7 +329,7 @@ class Sharing:
                 return None
             granted = num
             if cap is not None:
-                granted = store.reserve(holder, num, cap, self.lease_ttl)
+                granted = store.reserve(holder, num, cap, RESERVATION_TTL)
                 if granted <= 0:
                     return [], -1, None
             started = store.now()
@@ -344,8 +354,18 @@ class Sharing:
                 self.outbox.append(("batch", event))  # (sent when the store is back)
             return proxies, bought, answer
         finally:
+            done.set()
+            renewer.join()
             with contextlib.suppress(StoreUnavailable):  # (else it expires by itself)
                 store.release_lease(name, token)
+
+    def _renew(self, name: str, token: str, done: threading.Event) -> None:
+        while not done.wait(self.lease_ttl / 3):
+            try:
+                if not self.store.renew_lease(name, token, self.lease_ttl):
+                    return  # lapsed (the store was away): another may hold it now
+            except StoreUnavailable:
+                continue
 
     def _settle(self, holder: str, granted: int, bought: int) -> None:
         try:

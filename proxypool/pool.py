@@ -117,6 +117,8 @@ _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 #: Seconds before a pool looks again when another pool of its store is buying for a geography.
 _SHARED_RETRY = 0.5
+#: Seconds close() waits for the store's thread to publish what is left.
+_STORE_CLOSE_WAIT = 5.0
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
@@ -317,6 +319,13 @@ class ProxyPool:
     tests; ``get()`` is then bounded by the client's timeout only) or ``executor.submit`` to
     use a pool of your own.
 
+    ``store``: a ``PoolStore`` (``RedisStore``, ``MemoryStore``) shared with other pools, which
+    then act as one (see ``proxypool.store``): one extraction in flight per geography (a lease
+    renewed while it runs, lapsing ``store_lease`` seconds after its holder stops), one
+    ``max_extracted`` budget, every batch used by all, bans, failures and sticky sessions
+    honoured everywhere, expiry on the store's clock. The pool talks to the store from its own
+    background thread and its refills only; ``try_get`` never does. ``None``: nothing shared.
+
     Every argument is checked here (``ConfigError`` naming it); nothing is fetched until a proxy is
     needed. See the module docstring for the proxy state machine and thread-safety.
 
@@ -351,7 +360,7 @@ class ProxyPool:
         ban_storm_batches: int | None = 3,
         ban_storm_cooldown: float = 600.0,
         store: PoolStore | None = None,
-        store_lease: float = 120.0,
+        store_lease: float = 15.0,
     ) -> None:
         if not callable(getattr(client, "extract", None)):
             raise ConfigError(
@@ -1575,9 +1584,14 @@ class ProxyPool:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Stop the pool: waiters in ``get()``/``refill()`` wake with ``PoolExhausted``, later
-        calls raise it, every pooled proxy leaves (listeners are told). Idempotent."""
+        calls raise it, every pooled proxy leaves (listeners are told). Idempotent.
+
+        With a ``store``, what this pool reported last is still published by its background
+        thread; ``wait`` (default) waits up to 5 s for that, so a program about to exit does not
+        lose it. ``wait=False`` returns at once (an event loop: call ``close()`` again from a
+        worker thread to wait)."""
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -1593,6 +1607,8 @@ class ProxyPool:
         sharing = self._sharing
         if sharing is not None:
             sharing.close()
+            if wait:
+                sharing.join(_STORE_CLOSE_WAIT)
 
     def __enter__(self) -> ProxyPool:
         return self

@@ -4,9 +4,10 @@ A ``ProxyPool`` keeps its own view of its proxies in memory (so a pick stays O(1
 on the network). Given a ``store=``, it also takes the steps that must be one across every pool
 of the store, through it:
 
-- the **refill lease** (``take_lease`` / ``release_lease``): one extraction in flight per
-  geography across every pool; it expires by itself after ``ttl`` seconds, so a pool whose
-  process died blocks the others for ``ttl`` at most;
+- the **refill lease** (``take_lease`` / ``renew_lease`` / ``release_lease``): one extraction
+  in flight per geography across every pool; its holder renews it while it extracts, and it
+  expires by itself ``ttl`` seconds after the last renewal, so a pool whose process died blocks
+  the others for ``ttl`` at most;
 - the **budget** (``reserve`` / ``settle`` / ``spent``): ``max_extracted`` as one sum, reserved
   before paying and never passed;
 - the **clock** (``now``): when a proxy bought by one pool stops being usable, judged on one
@@ -63,6 +64,9 @@ class PoolStore(Protocol):
 
     def take_lease(self, name: str, ttl: float) -> str | None:
         """Take the lease ``name`` for ``ttl`` seconds: a token, or None when another holds it."""
+
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lease ``token`` holds to ``ttl`` seconds from now; False if it lapsed."""
 
     def release_lease(self, name: str, token: str) -> bool:
         """Give the lease back if ``token`` still holds it."""
@@ -131,6 +135,15 @@ class MemoryStore:
             token = secrets.token_hex(8)
             self._leases[name] = (token, now + ttl)
             return token
+
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        with self._lock:
+            held = self._leases.get(name)
+            now = self.now()
+            if held is None or held[0] != token or held[1] <= now:
+                return False
+            self._leases[name] = (token, now + ttl)
+            return True
 
     def release_lease(self, name: str, token: str) -> bool:
         with self._lock:
@@ -286,6 +299,9 @@ class RedisStore:
 
     def take_lease(self, name: str, ttl: float) -> str | None:
         return self._call(self._steps.take_lease, name, ttl)  # type: ignore[no-any-return]
+
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        return bool(self._call(self._steps.renew_lease, name, token, ttl))
 
     def release_lease(self, name: str, token: str) -> bool:
         return bool(self._call(self._steps.release_lease, name, token))

@@ -743,6 +743,12 @@ class ProxyPoolMiddleware:
         self._shut_down()
         if self._jobs:
             await maybe_deferred_to_future(self._workers_done(_WORKERS_GRACE))
+        if self.pool is not None and self.config.redis_url is not None:
+            # What this process reported last reaches Redis before it exits (waited for in a
+            # thread: never Redis I/O on the reactor's).
+            from twisted.internet.threads import deferToThread
+
+            await maybe_deferred_to_future(deferToThread(self.pool.close))
 
     def _shut_down(self) -> None:
         """Serve nothing more and let every worker thread end now. Idempotent; reactor thread."""
@@ -750,7 +756,7 @@ class ProxyPoolMiddleware:
         if self._closing_watch is not None and self._closing_watch.running:
             self._closing_watch.stop()
         if self.pool is not None:
-            self.pool.close()  # wakes threads waiting in pool.get()
+            self.pool.close(wait=False)  # wakes threads waiting in pool.get()
         if self._http is not None:
             # Cuts extractions in flight (their threads end now, not when the provider answers)
             # and makes the client's retries fail at once.
