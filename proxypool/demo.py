@@ -97,6 +97,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+#: ``demo --processes N``: pages each process fetches.
+PROCESS_PAGES = 150
 
 RECORD_ENV = DEMO_RECORD_ENV
 TARGET_ENV = DEMO_TARGET_ENV
@@ -1239,6 +1241,15 @@ def main(args: argparse.Namespace) -> int:
     from .sim.relays import RelayStartError
 
     as_json = bool(getattr(args, "json", False))
+    processes = getattr(args, "processes", None)
+    if processes is not None:
+        from . import demo_shared
+
+        try:
+            return demo_shared.run(processes, PROCESS_PAGES, as_json, stdout, stderr)
+        except RelayStartError as exc:
+            stderr.write(f"proxypool demo: a local relay did not start: {exc}\n")
+            return EXIT_FAILED
     options = _options(os.environ)
     try:
         if getattr(args, "serve", False):

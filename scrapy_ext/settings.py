@@ -527,6 +527,13 @@ def _redis(settings: SettingsLike, env: Mapping[str, str]) -> dict[str, Any]:
     namespace = _text(settings.get("PROXYPOOL_REDIS_NAMESPACE"))
     if namespace is None or namespace == "":
         namespace = "proxypool"
+    from proxypool._redis_steps import check_namespace
+
+    try:
+        check_namespace(namespace)
+    except ConfigError as exc:
+        name = "PROXYPOOL_REDIS_NAMESPACE"
+        raise ConfigError(f"{name}: {exc}", field=name) from None
     if url is None:
         return {"redis_url": None, "redis_namespace": namespace}
     from proxypool.store import RedisStore

@@ -236,3 +236,58 @@ def test_runspider_example_enables_the_pool_in_custom_settings_and_names_each_pa
         path = item["url"].removeprefix(world.target.url_for("/").rstrip("/")) or "/"
         assert (path, relay) in carried, (item, sorted(carried))
     assert world.app_key not in proc.stdout + proc.stderr
+
+
+# -- distributed/ ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(150)
+def test_distributed_example_splits_the_site_between_processes_that_share_one_pool(
+    tmp_path: Path,
+) -> None:
+    """``examples/distributed/run.py``: two ``scrapy crawl shop`` processes, scrapy-redis's queue
+    and proxypool's pool in one Redis. The whole site is fetched once, split between them,
+    through one batch of proxies bought for both. (Relays answer in 0.5 s, so the crawl lasts
+    longer than Scrapy's 5 s between looks at an idle spider's queue: both get work.)"""
+    from _redis import RedisServer
+
+    with (
+        SimWorld({"US/California": 2}, pages=100, relay_latency=0.5) as world,
+        RedisServer() as server,
+    ):
+        env = crawl_env(
+            {**world.env(), "PROXYPOOL_REDIS_URL": server.url, "PYTHONWARNINGS": "ignore"}
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "run.py",
+                "--processes",
+                "2",
+                "--url",
+                world.target.url_for("/"),
+                "--out",
+                str(tmp_path / "items"),
+            ],
+            cwd=EXAMPLES / "distributed",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=140,
+        )
+        pages = set(world.target.page_urls())
+        direct = world.target.direct_hits()
+        calls = world.simulator.extraction_calls()
+        key = world.app_key
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    per_process = [
+        [json.loads(line)["url"] for line in path.read_text().splitlines()]
+        for path in sorted((tmp_path / "items").glob("process-*.jsonl"))
+    ]
+    urls = [url for fetched in per_process for url in fetched]
+    assert len(per_process) == 2 and all(per_process), proc.stdout  # both did some
+    assert sorted(urls) == sorted(set(urls))  # no page twice
+    assert set(urls) == pages  # the whole site
+    assert direct == []
+    assert len(calls) == 1, calls  # one batch, bought once for both processes
+    assert key not in proc.stdout + proc.stderr

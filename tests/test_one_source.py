@@ -55,6 +55,8 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "PROXYPOOL_BAN_STORM_BATCHES": (1001, "between 0 and 1000"),
     "PROXYPOOL_BAN_STORM_COOLDOWN": (0, "> 0"),
     "PROXYPOOL_BAN_STORM_CLOSE": ("sometimes", "True or False"),
+    "PROXYPOOL_REDIS_URL": ("http://:S3cret@127.0.0.1:6379", "redis://, rediss:// or unix://"),
+    "PROXYPOOL_REDIS_NAMESPACE": ("team{a}", "must not contain braces"),
 }
 
 

@@ -8,9 +8,12 @@ blocking the others for the lease's life at most, and nothing ever sent without 
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -364,3 +367,44 @@ def test_scrapy_crawls_in_two_processes_share_one_pool(
     # The store's I/O never ran on the reactor's thread, though there was plenty of it.
     assert [r.stat("probe/redis_on_reactor", None) for r in results.values()] == [0, 0]
     assert all(r.stat("probe/redis_elsewhere") > 0 for r in results.values())
+
+
+# -- proxypool demo --processes ------------------------------------------------------------------
+
+
+def _demo(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXYPOOL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "proxypool", "demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def test_demo_processes_shows_ips_bought_with_and_without_sharing() -> None:
+    proc = _demo("--processes", "2", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    pages = summary["pages"]
+    assert summary["alone"]["pages_ok"] == summary["shared"]["pages_ok"] == pages
+    assert summary["direct_requests"] == 0
+    # Alone, each process buys its own batches; shared, they buy one set between them.
+    assert summary["shared"]["ips_bought"] < summary["alone"]["ips_bought"]
+    assert summary["shared"]["extractions"] < summary["alone"]["extractions"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--processes", "1"], "--processes must be 2 to 16, got 1"),
+        (["--processes", "17"], "--processes must be 2 to 16, got 17"),
+        (["--processes", "2", "--serve"], "do not go together"),
+    ],
+)
+def test_demo_processes_bad_input_is_said_at_once(argv: list[str], words: str) -> None:
+    proc = _demo(*argv)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr
