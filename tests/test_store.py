@@ -23,7 +23,14 @@ import pytest
 import redis
 from _redis import RedisServer
 
-from proxypool import MemoryStore, PoolExhausted, ProxyPool, RedisStore, StoreUnavailable
+from proxypool import (
+    BanStorm,
+    MemoryStore,
+    PoolExhausted,
+    ProxyPool,
+    RedisStore,
+    StoreUnavailable,
+)
 from proxypool.errors import ConfigError
 from proxypool.geo import Geo
 from proxypool.models import Proxy
@@ -346,3 +353,24 @@ def _spent(store: RedisStore) -> int:
         return store.spent()
     except StoreUnavailable:
         return -1
+
+
+def test_a_ban_storm_counts_the_bans_of_every_pool(make_store: Callable[[], Any]) -> None:
+    """Each pool sees one ban of a batch of two; together the batch is all banned: a storm in
+    both, though neither pool saw more than one ban itself."""
+    source = CountingSource(delay=0.0)
+    one = pool_on(make_store(), source, batch=2, ban_storm_batches=1)
+    other = pool_on(make_store(), source, batch=2, ban_storm_batches=1)
+    try:
+        one.refill()
+        wait_for(lambda: other.stats()["received"] == 2)
+        first, second = one.get(), one.get()
+        one.report_failure(first, domain="shop.example", banned=True)
+        other.report_failure(second, domain="shop.example", banned=True)
+        wait_for(lambda: one.stats()["ban_storms"] == 1 and other.stats()["ban_storms"] == 1)
+        with pytest.raises(BanStorm):
+            other.get(domain="shop.example", timeout=1)
+        assert len(source.calls) == 1  # nothing more bought for it
+    finally:
+        one.close()
+        other.close()

@@ -211,10 +211,10 @@ def test_a_session_key_exits_through_one_proxy_in_every_process(
             {"batch": 4, "min_size": 1, "strategy": "random"},
             session_key="cart",
         )
-        relays = {hit.relay for hit in world.target.hits()}
+        used = [u.lease.address for u in world.leases() if u.used]
     assert [error for _, _, error in results] == ["", "", ""]
     assert sum(ok for ok, _, _ in results) == 30
-    assert len(relays) == 1, relays  # one exit for the key, whichever process sent
+    assert len(used) == 1, used  # one proxy for the key, whichever process sent
 
 
 def test_redis_killed_mid_crawl_and_restarted_empty_loses_no_page_and_keeps_the_budget(
@@ -325,6 +325,33 @@ def test_a_process_killed_holding_the_refill_lease_blocks_the_others_for_its_lif
     assert waited < 4.0 + 15.0  # the lease's life, plus starting a process and its request
 
 
+def crawl_side_by_side(
+    tmp_path: Path,
+    world: SimWorld,
+    settings: dict[str, Any],
+    starts: list[list[dict[str, Any]]],
+) -> list[CrawlResult]:
+    """One Scrapy crawl process per list of start requests, all at once."""
+    results: dict[int, CrawlResult] = {}
+
+    def crawl(n: int) -> None:
+        results[n] = run_crawl(
+            tmp_path / f"crawl-{n}",
+            start=starts[n],
+            env=world.env(),
+            geo=GEO,
+            settings=settings,
+            timeout=120,
+        )
+
+    threads = [threading.Thread(target=crawl, args=(n,)) for n in range(len(starts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(150)
+    return [results[n] for n in range(len(starts))]
+
+
 def test_scrapy_crawls_in_two_processes_share_one_pool(
     tmp_path: Path, server: RedisServer, namespace: str
 ) -> None:
@@ -336,37 +363,54 @@ def test_scrapy_crawls_in_two_processes_share_one_pool(
             "PROXYPOOL_MIN_SIZE": 1,
             "EXTENSIONS": {"_redis_probe.RedisThreadProbe": 0},
         }
-        results: dict[int, CrawlResult] = {}
-
-        def crawl(n: int) -> None:
-            start = [{"url": world.target.url_for(f"/page/{p}")} for p in range(n, 40, 2)]
-            results[n] = run_crawl(
-                tmp_path / f"crawl-{n}",
-                start=start,
-                env=world.env(),
-                geo=GEO,
-                settings=settings,
-                timeout=120,
-            )
-
-        threads = [threading.Thread(target=crawl, args=(n,)) for n in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(150)
+        starts = [
+            [{"url": world.target.url_for(f"/page/{p}")} for p in range(n, 40, 2)] for n in range(2)
+        ]
+        results = crawl_side_by_side(tmp_path, world, settings, starts)
         calls = world.simulator.extraction_calls()
         direct = world.target.direct_hits()
-    for result in results.values():
+    for result in results:
         assert result.returncode == 0, str(result)
         assert result.finish_reason == "finished", str(result)
     assert results[0].ok_paths() | results[1].ok_paths() == {f"/page/{p}" for p in range(40)}
     assert direct == []
     assert len(calls) == 1, calls  # the two crawls bought one batch between them
-    received = [r.stat("proxypool/received") for r in results.values()]
+    received = [r.stat("proxypool/received") for r in results]
     assert sorted(received) == [0, 8], received
     # The store's I/O never ran on the reactor's thread, though there was plenty of it.
-    assert [r.stat("probe/redis_on_reactor", None) for r in results.values()] == [0, 0]
-    assert all(r.stat("probe/redis_elsewhere") > 0 for r in results.values())
+    assert [r.stat("probe/redis_on_reactor", None) for r in results] == [0, 0]
+    assert all(r.stat("probe/redis_elsewhere") > 0 for r in results)
+
+
+def test_a_session_key_means_one_exit_in_two_scrapy_crawls(
+    tmp_path: Path, server: RedisServer, namespace: str
+) -> None:
+    with SimWorld({GEO: 4}, pages=40) as world:
+        settings = {
+            "PROXYPOOL_REDIS_URL": server.url,
+            "PROXYPOOL_REDIS_NAMESPACE": namespace,
+            "PROXYPOOL_BATCH": 4,
+            "PROXYPOOL_MIN_SIZE": 1,
+            "PROXYPOOL_STRATEGY": "random",
+        }
+        starts = [
+            [
+                {
+                    "url": world.target.url_for(f"/page/{p}"),
+                    "meta": {"proxypool_session": "cart" if p % 4 < 2 else f"other-{p}"},
+                }
+                for p in range(n, 40, 2)
+            ]
+            for n in range(2)
+        ]
+        results = crawl_side_by_side(tmp_path, world, settings, starts)
+        relay_of = {hit.path: hit.relay for hit in world.target.hits()}
+    for result in results:
+        assert result.returncode == 0, str(result)
+    cart = {relay_of[f"/page/{p}"] for p in range(40) if p % 4 < 2}
+    others = {relay_of[f"/page/{p}"] for p in range(40) if p % 4 >= 2}
+    assert len(cart) == 1, cart  # one exit for the key, in both crawls
+    assert len(others) > 1  # (while keys of their own spread over the relays)
 
 
 # -- proxypool demo --processes ------------------------------------------------------------------
