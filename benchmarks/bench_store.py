@@ -46,6 +46,7 @@ from proxypool.models import Proxy  # noqa: E402
 from proxypool.pool import ProxyPool  # noqa: E402
 
 SIZES = (100, 10_000, 100_000)
+RELAY_LATENCY = 0.005
 TARGET_GROWTH = 1.5
 TARGET_OVERHEAD = 1.1
 
@@ -132,12 +133,18 @@ def bench_buy(url: str, pages_each: int) -> bool:
     from proxypool.sim.world import SimWorld
 
     total = 4 * pages_each
-    with SimWorld({GEO: RELAYS}, pages=total, time_scale=LEASE / 60) as world:
+    # Relays wait RELAY_LATENCY s per request, so a crawl outlasts several leases.
+    with SimWorld(
+        {GEO: RELAYS}, pages=total, time_scale=LEASE / 60, relay_latency=RELAY_LATENCY
+    ) as world:
         pages = [world.target.url_for(f"/page/{n}") for n in range(total)]
         one = crawl(world, None, "", [pages])
         shared = crawl(world, url, "buy", [pages[n::4] for n in range(4)])
         alone = crawl(world, None, "", [pages[n::4] for n in range(4)])
-    print(f"\nIPs bought for {total} pages (a lease lasts {LEASE:g} s; batches of {BATCH})")
+    print(
+        f"\nIPs bought for {total} pages (a lease lasts {LEASE:g} s; batches of {BATCH}; "
+        f"relays answer in {RELAY_LATENCY * 1000:g} ms)"
+    )
     for name, (ok, bought, calls) in (
         ("1 process, all pages", one),
         ("4 processes, one Redis", shared),

@@ -270,9 +270,9 @@ class RedisSteps:
 
     def publish(self, kind: str, data: Mapping[str, Any]) -> str:
         """Append an event (``kind`` and JSON-able ``data``) for every process; its id. A
-        ``"kind"`` key in ``data`` is an error: it would hide the event's kind."""
-        if "kind" in data:
-            raise ValueError("publish: data must not have a 'kind' key (the event's kind)")
+        ``"kind"`` or ``"@"`` key in ``data`` is an error: they say the event's kind and id."""
+        if "kind" in data or "@" in data:
+            raise ValueError("publish: data must not have a 'kind' or '@' key (kind and id)")
         body = json.dumps({"kind": kind, **data}, separators=(",", ":"))
         event_id = self.client.xadd(
             self.key("events"), {"e": body}, maxlen=self.max_events, approximate=True
@@ -284,7 +284,7 @@ class RedisSteps:
     ) -> tuple[str, list[dict[str, Any]]]:
         """The events after ``cursor`` (an event id; ``"0-0"``: from the oldest kept), oldest
         first, at most ``count``; waits up to ``block`` seconds for one when there is none.
-        Returns the cursor to pass next time, and the events."""
+        Returns the cursor to pass next time, and the events, each with its id under ``"@"``."""
         timeout = None if block is None else max(1, round(block * 1000))
         answer: Any = self.client.xread({self.key("events"): cursor}, count=count, block=timeout)
         events: list[dict[str, Any]] = []
@@ -292,7 +292,9 @@ class RedisSteps:
             for event_id, fields in entries:
                 cursor = _text(event_id)
                 raw = fields.get(b"e", fields.get("e"))
-                events.append(json.loads(raw))
+                event = json.loads(raw)
+                event["@"] = cursor
+                events.append(event)
         return cursor, events
 
     def spent(self) -> int:

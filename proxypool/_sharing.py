@@ -41,6 +41,15 @@ MAX_OUTBOX = 10_000
 MAX_KNOWN = 200_000
 
 
+def _order(event_id: str) -> tuple[int, int]:
+    """An event id (``"ms-seq"``) as something that compares in the log's order."""
+    first, _, second = event_id.partition("-")
+    try:
+        return int(first), int(second or 0)
+    except ValueError:
+        return (-1, -1)
+
+
 def proxy_record(proxy: Proxy) -> dict[str, Any]:
     """``proxy`` as an event field (credentials included: see ``store``'s docstring)."""
     record: dict[str, Any] = {"h": proxy.host, "p": proxy.port}
@@ -103,6 +112,7 @@ class Sharing:
         # Held while reading and applying events: by the background thread, and by a refill
         # catching up before it decides to buy.
         self._reading = threading.Lock()
+        self._flushing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="proxypool-store", daemon=True)
         self._thread.start()
 
@@ -137,10 +147,11 @@ class Sharing:
 
     def _flush(self) -> None:
         outbox = self.outbox
-        while outbox:
-            kind, data = outbox[0]
-            self.store.publish(kind, data)  # (raises while the store is down: kept for later)
-            outbox.popleft()
+        with self._flushing:  # (the background thread, or close(): one at a time)
+            while outbox:
+                kind, data = outbox[0]
+                self.store.publish(kind, data)  # (raises while the store is down: kept)
+                outbox.popleft()
 
     # -- the background thread -------------------------------------------------------------
 
@@ -200,12 +211,16 @@ class Sharing:
         )
 
     def _read(self, block: float | None) -> None:
-        """Read the events after the cursor (waiting up to ``block`` s for one) and apply the
-        other pools' ones."""
+        """Read the events after the cursor (waiting up to ``block`` s for one, without holding
+        the lock: a refill catching up meanwhile is not held up) and apply the other pools'
+        ones, each once whoever read it: under the lock, only those after the cursor."""
+        cursor, events = self.store.events_after(self.cursor, block=block)
         with self._reading:
-            cursor, events = self.store.events_after(self.cursor, block=block)
-            self.cursor = cursor
             for event in events:
+                event_id = event.get("@", "")
+                if _order(event_id) <= _order(self.cursor):
+                    continue  # (applied already, by the other reader)
+                self.cursor = event_id
                 if event.get("o") != self.origin:
                     try:
                         self._apply(event)
@@ -213,6 +228,8 @@ class Sharing:
                         logger.warning(
                             "proxypool: an event from the store was not applied", exc_info=True
                         )
+            if _order(cursor) > _order(self.cursor):
+                self.cursor = cursor
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -241,8 +258,14 @@ class Sharing:
         thread publishes what is left in the outbox, then lets go of the store."""
         self._stop.set()
 
+    def flush(self) -> None:
+        """Publish what is still in the outbox now, in this thread (a program about to exit);
+        the store being away loses it."""
+        with contextlib.suppress(StoreUnavailable):
+            self._flush()
+
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the background thread to finish (tests, and programs about to exit)."""
+        """Wait for the background thread to finish (it ends within one read of the store)."""
         self._thread.join(timeout)
 
     # -- a refill's steps ------------------------------------------------------------------

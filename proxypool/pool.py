@@ -117,8 +117,6 @@ _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 #: Seconds before a pool looks again when another pool of its store is buying for a geography.
 _SHARED_RETRY = 0.5
-#: Seconds close() waits for the store's thread to publish what is left.
-_STORE_CLOSE_WAIT = 5.0
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
@@ -207,6 +205,8 @@ class _SubPool:
 
     __slots__ = (
         "api_failures",
+        "begun_asked",
+        "begun_received",
         "cooling",
         "cooling_count",
         "expiry",
@@ -244,6 +244,8 @@ class _SubPool:
         self.refill_generation = 0
         self.last_added = 0
         self.received = 0  # proxies that joined from other pools of the store
+        self.begun_received = 0  # (received when the refill in flight began)
+        self.begun_asked = False  # (whether refill() began it)
         self.api_failures = 0  # consecutive failed refills, drives the backoff
         self.retry_at = -math.inf
         self.last_error: BaseException | None = None
@@ -829,10 +831,12 @@ class ProxyPool:
         geography is in flight, waits for it and returns what it added. While the pool backs off
         after a failed or empty extraction it waits for the backoff to end (pool clock).
         ``wait=False`` returns 0 at once instead of waiting for either. Extracts even when the
-        sub-pool holds ``min_size`` or more. ``timeout`` (seconds, pool clock; ``None``: no
-        bound but the client's own): the extraction runs in ``refill_runner`` and this call
-        waits at most that long for it (or for the one in flight, or the backoff), then raises
-        ``PoolExhausted``; the extraction goes on and its proxies still join the pool.
+        sub-pool holds ``min_size`` or more (with a ``store``: unless it does once caught up
+        with the other pools, which may just have bought them). ``timeout`` (seconds, pool
+        clock; ``None``: no bound but the client's own): the extraction runs in
+        ``refill_runner`` and this call waits at most that long for it (or for the one in
+        flight, or the backoff), then raises ``PoolExhausted``; the extraction goes on and its
+        proxies still join the pool.
 
         Raises the provider's error when this extraction fails (the pool then backs off),
         ``InvalidAppKey``/``RealNameRequired`` (refilling stops for good), ``InvalidGeo``, or
@@ -868,7 +872,7 @@ class ProxyPool:
                             raise self._refill_timeout(sub)
                         self._cond.wait(min(sub.retry_at, deadline or math.inf) - now)
                         continue
-                    num = self._begin_refill(sub)
+                    num = self._begin_refill(sub, asked=True)
                     generation = sub.refill_generation
                 if self._pending:
                     self._flush()
@@ -921,10 +925,13 @@ class ProxyPool:
     def _can_refill(self, sub: _SubPool, now: float) -> bool:
         return not sub.refilling and now >= sub.retry_at and self._budget_left() > 0
 
-    def _begin_refill(self, sub: _SubPool) -> int:
-        """Mark a refill in flight and reserve its IPs; caller holds the lock."""
+    def _begin_refill(self, sub: _SubPool, *, asked: bool = False) -> int:
+        """Mark a refill in flight and reserve its IPs; caller holds the lock. ``asked``: by
+        ``refill()`` (see ``_run_refill`` for what that changes with a store)."""
         num = int(min(self._batch, self._budget_left()))
         sub.refilling = True
+        sub.begun_received = sub.received
+        sub.begun_asked = asked
         self._reserved += num
         return num
 
@@ -999,8 +1006,19 @@ class ProxyPool:
                 proxies, bought, answer = buy(num)
             else:
                 cap = self._max_extracted if self._paid else None
-                received = sub.received
-                shared = sharing.run_refill(sub.geo, num, cap, buy, lambda: sub.received > received)
+                # Nothing is bought if, once caught up with the other pools, a batch of theirs
+                # arrived since this refill began; nor, for refill() (a pre-fill), if the
+                # geography already holds min_size (another pool bought them before).
+                begun, by_refill = sub.begun_received, sub.begun_asked
+                shared = sharing.run_refill(
+                    sub.geo,
+                    num,
+                    cap,
+                    buy,
+                    lambda: (
+                        sub.received > begun or (by_refill and sub.usable >= self._min_size > 0)
+                    ),
+                )
                 if shared is None or shared[1] < 0:
                     # Another pool is buying for this geography or just did (its batch comes
                     # as an event), or the shared budget is spent.
@@ -1588,10 +1606,10 @@ class ProxyPool:
         """Stop the pool: waiters in ``get()``/``refill()`` wake with ``PoolExhausted``, later
         calls raise it, every pooled proxy leaves (listeners are told). Idempotent.
 
-        With a ``store``, what this pool reported last is still published by its background
-        thread; ``wait`` (default) waits up to 5 s for that, so a program about to exit does not
-        lose it. ``wait=False`` returns at once (an event loop: call ``close()`` again from a
-        worker thread to wait)."""
+        With a ``store``, what this pool reported last is still to be published: ``wait``
+        (default) publishes it now, in this thread, so a program about to exit does not lose
+        it. ``wait=False`` returns at once and leaves it to the pool's background thread (an
+        event loop: call ``close()`` again from a worker thread to publish it there)."""
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -1608,7 +1626,7 @@ class ProxyPool:
         if sharing is not None:
             sharing.close()
             if wait:
-                sharing.join(_STORE_CLOSE_WAIT)
+                sharing.flush()
 
     def __enter__(self) -> ProxyPool:
         return self

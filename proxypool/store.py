@@ -96,7 +96,8 @@ class PoolStore(Protocol):
     def events_after(
         self, cursor: str = "0-0", *, count: int = 1000, block: float | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
-        """The events after ``cursor``, oldest first, waiting up to ``block`` s for one."""
+        """The events after ``cursor``, oldest first, waiting up to ``block`` s for one; each
+        has its id (a cursor) under ``"@"``, and ids compare as ``(int, int)`` of ``"a-b"``."""
 
     def close(self) -> None:
         """Let go of connections. Idempotent."""
@@ -200,8 +201,8 @@ class MemoryStore:
             return bound[0]
 
     def publish(self, kind: str, data: Mapping[str, Any]) -> str:
-        if "kind" in data:
-            raise ValueError("publish: data must not have a 'kind' key (the event's kind)")
+        if "kind" in data or "@" in data:
+            raise ValueError("publish: data must not have a 'kind' or '@' key (kind and id)")
         with self._lock:
             event_id = self._next_id
             self._next_id += 1
@@ -221,7 +222,7 @@ class MemoryStore:
             found = [(i, e) for i, e in self._events if i > after][:count]
         if not found:
             return cursor, []
-        return f"{found[-1][0]}-0", [dict(e) for _, e in found]
+        return f"{found[-1][0]}-0", [{**e, "@": f"{i}-0"} for i, e in found]
 
     def close(self) -> None:
         return None

@@ -119,8 +119,9 @@ def test_one_extraction_for_a_shared_start_and_its_proxies_serve_every_pool(
 
 def test_the_budget_is_one_over_every_pool(make_store: Callable[[], Any]) -> None:
     source = CountingSource(delay=0.0)
-    first = pool_on(make_store(), source, max_extracted=8)
-    second = pool_on(make_store(), source, max_extracted=8)
+    # (min_size 10: a refill() with fewer than that buys, though another pool just bought)
+    first = pool_on(make_store(), source, max_extracted=8, min_size=10)
+    second = pool_on(make_store(), source, max_extracted=8, min_size=10)
     try:
         first.refill()  # 5 bought
         wait_for(lambda: second.stats()["received"] == 5)
@@ -160,6 +161,26 @@ def test_a_ban_or_failure_reported_in_one_pool_is_honoured_in_the_others_within_
     finally:
         one.close()
         other.close()
+
+
+def test_a_pre_fill_after_another_pool_bought_buys_nothing(
+    make_store: Callable[[], Any],
+) -> None:
+    """A refill() (a Scrapy spider's pre-fill) in a pool that started after another bought
+    for the geography: caught up, it holds min_size already, so nothing is bought again."""
+    source = CountingSource(delay=0.0)
+    early = pool_on(make_store(), source, min_size=3)
+    try:
+        early.refill()
+        late = pool_on(make_store(), source, min_size=3)
+        try:
+            assert late.refill() == 0
+            assert late.stats()["live"] == {"*": 5}
+            assert len(source.calls) == 1
+        finally:
+            late.close()
+    finally:
+        early.close()
 
 
 def test_a_pool_that_starts_later_uses_what_was_bought_before(
