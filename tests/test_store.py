@@ -395,3 +395,42 @@ def test_a_ban_storm_counts_the_bans_of_every_pool(make_store: Callable[[], Any]
     finally:
         one.close()
         other.close()
+
+
+def test_the_redis_password_stays_out_of_scrapy_settings_and_their_errors() -> None:
+    from scrapy_ext.settings import read_settings
+
+    base = {"PROXYPOOL_PROXY_LIST": ["127.0.0.1:8080"]}
+    config = read_settings(
+        {**base, "PROXYPOOL_REDIS_URL": "redis://:Redis-S3cret-Pw@127.0.0.1:6379/0"}, environ={}
+    )
+    assert config.redis_url is not None and "Redis-S3cret-Pw" not in repr(config)
+    from_env = read_settings(
+        base, environ={"PROXYPOOL_REDIS_URL": "redis://:Redis-S3cret-Pw@127.0.0.1:6379/0"}
+    )
+    assert from_env.redis_url == config.redis_url
+    for bad in (
+        "http://:Redis-S3cret-Pw@127.0.0.1:6379",
+        "redis://:Redis-S3cret-Pw@127.0.0.1:notaport/0",
+    ):
+        with pytest.raises(ConfigError) as info:
+            read_settings({**base, "PROXYPOOL_REDIS_URL": bad}, environ={})
+        assert "Redis-S3cret-Pw" not in str(info.value)
+        assert info.value.field == "PROXYPOOL_REDIS_URL"
+
+
+def test_a_store_that_is_down_logs_no_password(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = RedisStore("redis://:Redis-S3cret-Pw@127.0.0.1:1/0", socket_timeout=0.5)
+    pool = pool_on(store, CountingSource(delay=0.0))
+    try:
+        wait_for(lambda: pool.stats()["store_errors"] > 0)
+        with pytest.raises(PoolExhausted):
+            pool.get(timeout=1)
+    finally:
+        pool.close()
+    logged = "\n".join(
+        r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records
+    )
+    assert "cannot be reached" in logged
+    assert "Redis-S3cret-Pw" not in logged
