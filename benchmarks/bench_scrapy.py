@@ -769,33 +769,28 @@ def report(results: Mapping[str, list[dict[str, Any]]], pages: int) -> bool:
             f"target {name}: >= {floor:.2f} x b{extra}: {'met' if ok else 'MISSED'} "
             f"({ratio:.2f} x b, 95 % interval {low:.2f}-{high:.2f}; {lost[name]} lost)"
         )
-    if results.get("g") and results.get("c"):
-        # Gateway mode against extraction, round by round (each round runs both).
-        of_c = [rate(g) / rate(c) for g, c in zip(results["g"], results["c"], strict=False)]
+    for name, floor, words in (
+        ("g", TARGET_RATIO, "within 3 % of c"),  # gateway mode against extraction
+        ("r", TARGET_REDIS_RATIO, f">= {TARGET_REDIS_RATIO:.2f} x c"),  # shared through Redis
+    ):
+        if not (results.get(name) and results.get("c")):
+            continue
+        # Against c round by round (each round runs both).
+        of_c = [rate(x) / rate(c) for x, c in zip(results[name], results["c"], strict=False)]
         ratio = statistics.median(of_c)
         low, high = median_interval(of_c)
-        ok = ratio >= TARGET_RATIO or low <= TARGET_RATIO <= high
+        ok = ratio >= floor or low <= floor <= high
         met = met and ok
-        within = " (within noise)" if ok and ratio < TARGET_RATIO else ""
+        within = " (within noise)" if ok and ratio < floor else ""
+        extra = ""
+        if name == "r":
+            per_k = statistics.median(
+                1000 * float(r["redis_commands"]) / max(1, int(r["ok"])) for r in results["r"]
+            )
+            extra = f"; {per_k:.0f} Redis commands per 1,000 pages"
         print(
-            f"target g: within 3 % of c: {'met' if ok else 'MISSED'}{within} "
-            f"({ratio:.2f} x c, 95 % interval {low:.2f}-{high:.2f})"
-        )
-    if results.get("r") and results.get("c"):
-        # The pool shared through Redis against the same crawl without it, round by round.
-        of_c = [rate(r) / rate(c) for r, c in zip(results["r"], results["c"], strict=False)]
-        ratio = statistics.median(of_c)
-        low, high = median_interval(of_c)
-        ok = ratio >= TARGET_REDIS_RATIO or low <= TARGET_REDIS_RATIO <= high
-        met = met and ok
-        within = " (within noise)" if ok and ratio < TARGET_REDIS_RATIO else ""
-        per_k = statistics.median(
-            1000 * float(r["redis_commands"]) / max(1, int(r["ok"])) for r in results["r"]
-        )
-        print(
-            f"target r: >= {TARGET_REDIS_RATIO:.2f} x c: {'met' if ok else 'MISSED'}{within} "
-            f"({ratio:.2f} x c, 95 % interval {low:.2f}-{high:.2f}); "
-            f"{per_k:.0f} Redis commands per 1,000 pages"
+            f"target {name}: {words}: {'met' if ok else 'MISSED'}{within} "
+            f"({ratio:.2f} x c, 95 % interval {low:.2f}-{high:.2f}){extra}"
         )
     print(f"\ntargets: {'all met' if met else 'NOT all met'}")
     return met

@@ -29,11 +29,9 @@ Target: 4 processes on the store buy <= what one process buys for all the pages,
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,47 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from proxypool.geo import Geo  # noqa: E402
-from proxypool.models import Proxy  # noqa: E402
+from bench_pool import CountingSource, per_op_seconds  # noqa: E402  (the same pool filler)
+
 from proxypool.pool import ProxyPool  # noqa: E402
 
 SIZES = (100, 10_000, 100_000)
 RELAY_LATENCY = 0.005
 TARGET_GROWTH = 1.5
 TARGET_OVERHEAD = 1.1
-
-
-class CountingSource:
-    """Distinct proxies, like the provider's answers (no HTTP)."""
-
-    def __init__(self) -> None:
-        self._next = 0
-        self._rng = random.Random(7)
-
-    def extract(self, geo: Geo | None, *, num: int, life: int) -> list[Proxy]:
-        start = self._next
-        self._next += num
-        return [
-            Proxy(
-                f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-                self._rng.randrange(10_000, 60_000),
-                geo=geo,
-            )
-            for i in range(start, start + num)
-        ]
-
-
-def per_op_seconds(op: Callable[[], object], *, repeats: int, budget: float) -> float:
-    started = time.perf_counter()
-    op()
-    calls = max(1, int(budget / max(time.perf_counter() - started, 1e-7)))
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(calls):
-            op()
-        samples.append((time.perf_counter() - started) / calls)
-    return statistics.median(samples)
 
 
 def filled(size: int, store: Any) -> ProxyPool:
