@@ -109,8 +109,8 @@ class Sharing:
         self.confirmed: dict[tuple[Geo, Hashable], Proxy] = {}
         self.known: dict[str, Proxy] = {}
         self._stop = threading.Event()
-        # Held while reading and applying events: by the background thread, and by a refill
-        # catching up before it decides to buy.
+        # Held while applying events read (not while waiting for them): by the background
+        # thread, and by a refill catching up before it decides to buy.
         self._reading = threading.Lock()
         self._flushing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="proxypool-store", daemon=True)

@@ -81,7 +81,7 @@ from .geo import Geo
 from .models import Proxy
 from .policy import Backoff, RotationStrategy, Verdict, make_strategy
 from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over, source_terms
-from .store import PoolStore
+from .store import PoolStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from ._sharing import Sharing
@@ -117,6 +117,8 @@ _MAX_DOMAIN = 253  # the longest DNS name
 _MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 #: Seconds before a pool looks again when another pool of its store is buying for a geography.
 _SHARED_RETRY = 0.5
+#: Seconds before a refill tries again while its store cannot be reached.
+_STORE_RETRY = 1.0
 _MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
@@ -1187,7 +1189,14 @@ class ProxyPool:
             sub.refill_generation += 1
             sub.last_added = 0
             sub.last_failure = exc
-            if isinstance(exc, Exception):
+            unreachable = isinstance(exc, StoreUnavailable)
+            if unreachable:
+                # The store, not the provider: nothing was bought. Look again soon (the pool's
+                # store thread said so once), without growing the provider's backoff, so the
+                # pool buys again as soon as the store is back.
+                sub.last_error = exc
+                sub.retry_at = self._clock() + _STORE_RETRY
+            elif isinstance(exc, Exception):
                 self._api_errors += 1
                 sub.last_error = exc
                 if isinstance(exc, AccountError):
@@ -1201,6 +1210,8 @@ class ProxyPool:
             # The pool was closed while this extraction was in flight: nobody waits for it and
             # no retry follows, so it is no warning (shutting down is not an error).
             logger.debug("extraction for %s ended after close: %s", sub.label, exc)
+        elif unreachable:
+            logger.debug("refill for %s waits for the store: %s", sub.label, exc)
         elif isinstance(exc, AccountError):
             logger.error("extraction for %s refused (%s): refilling stopped", sub.label, exc)
         elif isinstance(exc, Exception):
