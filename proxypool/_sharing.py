@@ -179,6 +179,8 @@ class Sharing:
                     self.down = False
                     logger.warning("proxypool: the store is reachable again (%r)", self.store)
             except StoreUnavailable as exc:
+                if self._stop.is_set():
+                    return  # closed meanwhile: nothing to say about a store it no longer uses
                 self.errors += 1
                 if not self.down:
                     self.down = True

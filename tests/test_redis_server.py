@@ -43,3 +43,28 @@ def test_a_killed_server_comes_back_empty_on_the_same_port(server: RedisServer) 
     server.start()
     assert client.ping()
     assert client.get("{proxypool}:x") is None  # a restart that lost its data
+
+
+def test_a_port_taken_meanwhile_is_swapped_for_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free port is free until some socket binds it (an outgoing connection's ephemeral
+    port, another test's server): the server then starts on another one. A port given is
+    kept, and its being taken is an error."""
+    import socket
+
+    import proxypool.sim.redis_server as module
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        picks = iter([busy, module.closed_port()])
+        monkeypatch.setattr(module, "closed_port", lambda: next(picks))
+        with RedisServer() as running:
+            assert running.port != busy
+            assert redis.Redis.from_url(running.url).ping()
+        fixed = RedisServer(port=busy)
+        try:
+            with pytest.raises((OSError, RuntimeError)):
+                fixed.start(timeout=3)
+        finally:
+            fixed.close()

