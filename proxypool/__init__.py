@@ -48,8 +48,9 @@ from .models import (
 )
 from .policy import Backoff, StatusBanPolicy
 from .pool import PoolStats, ProxyPool, ProxySource
+from .redis_store import RedisStore
 from .sources import ExtractionSource, GatewaySource, ListSource, StaticIPSource
-from .store import MemoryStore, PoolStore, RedisStore, StoreUnavailable
+from .store import MemoryStore, PoolStore, StoreUnavailable
 
 __all__ = [
     "Account",

@@ -45,7 +45,7 @@ def _worker(
 
     from .adapters import wrap_session
     from .api import ProviderClient
-    from .store import RedisStore
+    from .redis_store import RedisStore
 
     time.sleep(max(0.0, start_at - time.time()))
     store = RedisStore(url, namespace=namespace) if url else None

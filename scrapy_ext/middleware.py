@@ -125,7 +125,7 @@ if TYPE_CHECKING:
     from twisted.internet.base import ReactorBase
     from twisted.internet.task import LoopingCall
 
-    from proxypool.store import RedisStore
+    from proxypool.redis_store import RedisStore
 
 __all__ = [
     "PROXY_META_KEY",
@@ -614,7 +614,7 @@ class ProxyPoolMiddleware:
         makes it, never the reactor."""
         if config.redis_url is None:
             return None
-        from proxypool.store import RedisStore
+        from proxypool.redis_store import RedisStore
 
         return RedisStore(config.redis_url, namespace=config.redis_namespace)
 

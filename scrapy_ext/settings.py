@@ -536,7 +536,7 @@ def _redis(settings: SettingsLike, env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"{name}: {exc}", field=name) from None
     if url is None:
         return {"redis_url": None, "redis_namespace": namespace}
-    from proxypool.store import RedisStore
+    from proxypool.redis_store import RedisStore
 
     try:
         RedisStore(url, namespace=namespace).close()
