@@ -113,6 +113,7 @@ class Sharing:
         # thread, and by a refill catching up before it decides to buy.
         self._reading = threading.Lock()
         self._flushing = threading.Lock()
+        self._remembering = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="proxypool-store", daemon=True)
         self._thread.start()
 
@@ -275,12 +276,15 @@ class Sharing:
     # -- sticky sessions ---------------------------------------------------------------------
 
     def remember(self, proxies: list[Proxy]) -> None:
+        """Note ``proxies`` by their store identity (the refill's thread and the background
+        thread both do, hence the lock)."""
         known = self.known
-        for proxy in proxies:
-            known[proxy_id(proxy)] = proxy
-        if len(known) > MAX_KNOWN:
-            for old in list(itertools.islice(known, len(known) - MAX_KNOWN)):
-                del known[old]
+        with self._remembering:
+            for proxy in proxies:
+                known[proxy_id(proxy)] = proxy
+            if len(known) > MAX_KNOWN:
+                for old in list(itertools.islice(known, len(known) - MAX_KNOWN)):
+                    del known[old]
 
     def confirm(self, sub: Any, session: Hashable, domain: str | None, proxy: Proxy) -> Proxy:
         """The proxy ``session`` means over every pool of the store: ``proxy`` (this pool's
