@@ -468,9 +468,10 @@ class ProxyPool:
         self._fatal: AccountError | None = None
         self._tiebreak = itertools.count()
         self._reserved = 0  # IPs requested by extractions in flight (for the max_extracted cap)
-        # The domain of the pick in progress, read by _judge; only meaningful under the lock.
-        self._pick_domain: str | None = None
+        # The rotation's verdict for a pick with no domain, and one per domain (made once, kept
+        # while few): each says what it judges by itself, so nothing is passed on the side.
         self._verdict = self._judge
+        self._domain_verdicts: dict[str, Callable[[_Entry], Verdict]] = {}
         # Ban storms: domain -> all-banned batches in a row; domain -> when buying resumes.
         self._streaks: dict[str, int] = {}
         self._storms: dict[str, float] = {}
@@ -570,15 +571,35 @@ class ProxyPool:
 
     # -- taking proxies ----------------------------------------------------------------------
 
-    def _judge(self, entry: _Entry) -> Verdict:
-        """The rotation's question "may this entry serve the pick in progress?"."""
+    @staticmethod
+    def _judge(entry: _Entry) -> Verdict:
+        """The rotation's question "may this entry serve a pick?", for a pick with no domain."""
         if entry.state != _LIVE:
             entry.in_rotation = False
             return _DROP
-        bans = entry.bans
-        if bans is not None and self._pick_domain in bans:
-            return _SKIP
         return _SERVE
+
+    def _verdict_for(self, domain: str) -> Callable[[_Entry], Verdict]:
+        """The rotation's question for a pick for ``domain``: entries banned there are skipped.
+        Caller holds the lock."""
+        verdict = self._domain_verdicts.get(domain)
+        if verdict is not None:
+            return verdict
+
+        def judge(entry: _Entry) -> Verdict:
+            if entry.state != _LIVE:
+                entry.in_rotation = False
+                return _DROP
+            bans = entry.bans
+            if bans is not None and domain in bans:
+                return _SKIP
+            return _SERVE
+
+        verdicts = self._domain_verdicts
+        if len(verdicts) >= _MAX_STREAKS:
+            verdicts.clear()  # (many sites: made again as they come)
+        verdicts[domain] = judge
+        return judge
 
     def _take(self, sub: _SubPool, session: Hashable | None, domain: str | None) -> _Entry | None:
         """A usable entry for this request, or None. Caller holds the lock and has retired what
@@ -595,8 +616,7 @@ class ProxyPool:
                 return bound
         if not sub.usable:
             return None
-        self._pick_domain = domain
-        entry = sub.rotation.pick(self._verdict)
+        entry = sub.rotation.pick(self._verdict if domain is None else self._verdict_for(domain))
         if entry is None:
             return None
         if session is not None:
