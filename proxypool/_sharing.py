@@ -25,7 +25,7 @@ from .sources import ExtractedBatch
 from .store import PoolStore, StoreUnavailable
 
 if TYPE_CHECKING:
-    from .pool import ProxyPool
+    from .pool import ProxyPool, _SubPool
 
 logger = logging.getLogger("proxypool.pool")
 
@@ -119,14 +119,8 @@ class Sharing:
 
     # -- the clock ---------------------------------------------------------------------------
 
-    def store_now(self) -> float:
-        """The store's clock now, from the offset measured last (no I/O once measured)."""
-        offset = self.offset
-        if offset is None:
-            offset = self._measure()
-        return self.pool._clock() + offset
-
     def _measure(self) -> float:
+        """Store clock minus pool clock, measured now (one round trip)."""
         before = self.pool._clock()
         now = self.store.now()
         after = self.pool._clock()
@@ -134,10 +128,12 @@ class Sharing:
         return self.offset
 
     def local_until(self, store_until: float) -> float:
-        """A moment on the store's clock, on the pool's clock."""
+        """A moment on the store's clock, on the pool's clock (measured once, then kept fresh
+        by the background thread)."""
         if store_until == math.inf:
             return math.inf
-        return store_until - self.store_now() + self.pool._clock()
+        offset = self.offset
+        return store_until - (offset if offset is not None else self._measure())
 
     # -- what this pool tells the others ---------------------------------------------------
 
@@ -286,7 +282,7 @@ class Sharing:
                 for old in list(itertools.islice(known, len(known) - MAX_KNOWN)):
                     del known[old]
 
-    def confirm(self, sub: Any, session: Hashable, domain: str | None, proxy: Proxy) -> Proxy:
+    def confirm(self, sub: _SubPool, session: Hashable, domain: str | None, proxy: Proxy) -> Proxy:
         """The proxy ``session`` means over every pool of the store: ``proxy`` (this pool's
         pick) when the store agrees or cannot be asked, else the one another pool bound it to
         first, if this pool holds it usable. Blocking I/O (called by ``get()``)."""
