@@ -1051,6 +1051,17 @@ class ProxyPool:
             self._refill_failed(sub, num, exc)
             raise
         asked = asked_for[0]
+        if bought > asked and self._paid:
+            # Said before the batch is merged, so it is on record before any waiter is served.
+            logger.warning(
+                "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
+                "count against max_extracted",
+                bought,
+                sub.label,
+                asked,
+                len(proxies),
+                bought,
+            )
         with self._lock:
             now = self._clock()
             self._reserved -= num
@@ -1100,16 +1111,6 @@ class ProxyPool:
             usable = sub.usable
             closed = self._closed
             self._wake()
-        if bought > asked and self._paid:
-            logger.warning(
-                "the provider handed over %d IPs for %s when %d were asked for: %d kept, all %d "
-                "count against max_extracted",
-                bought,
-                sub.label,
-                asked,
-                len(proxies),
-                bought,
-            )
         if self._storm_news:
             self._log_storms()
         if too_late and not closed:
