@@ -25,7 +25,8 @@ from .sources import ExtractedBatch
 from .store import PoolStore, StoreUnavailable
 
 if TYPE_CHECKING:
-    from .pool import ProxyPool, _SubPool
+    from .pool import ProxyPool
+    from .store import _SubPool
 
 logger = logging.getLogger("proxypool.pool")
 

@@ -1,5 +1,8 @@
 """ProxyPool: the TTL-aware rotating pool of extracted proxies, with health tracking and
-single-flight refill per geography. Pure logic plus one lock: all HTTP happens in the client.
+single-flight refill per geography. All HTTP happens in the client. The pool is orchestration
+(geography, scheduling refills, waiting, backoff, listeners, sharing); its proxies and their
+health live in a ``proxypool.store.MemoryStore`` of its own, changed only by that store's
+steps under its one lock.
 
 A pooled proxy moves through these states::
 
@@ -53,35 +56,31 @@ order, cooling proxies in a heap), so nothing scans the whole pool periodically;
 drops departed entries when it meets them. The one linear case is a ``get(domain=...)`` that has
 to step over many proxies banned for that domain.
 
-Thread-safety: every method may be called from any thread. One lock guards the pool's memory and
-is never held during I/O (extraction, location lookups), logging, or while listeners run. A
-top-up that starts while proxies are still usable runs in the pool's ``refill_runner`` (by default
-a short-lived daemon thread, ``proxypool-refill``, that ends with its extraction).
+Thread-safety: every method may be called from any thread. One lock (its MemoryStore's) guards
+the pool's memory and is never held during I/O (extraction, location lookups), logging, or while
+listeners run. A top-up that starts while proxies are still usable runs in the pool's
+``refill_runner`` (by default a short-lived daemon thread, ``proxypool-refill``, that ends with
+its extraction).
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import dataclasses
-import heapq
-import itertools
 import logging
 import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from ._validate import MAX_EXTRACT_NUM, MAX_LIFE_MINUTES, check_float, check_int, shown
-from .errors import AccountError, BanStorm, ConfigError, PoolExhausted, ProviderError
+from .errors import AccountError, ConfigError, PoolExhausted, ProviderError
 from .geo import Geo
 from .models import Proxy
-from .policy import Backoff, RotationStrategy, Verdict, make_strategy
+from .policy import Backoff, RotationStrategy, make_strategy
 from .sources import ExtractedBatch, ProxySource, catalog_for, handed_over, source_terms
-from .store import PoolStore, StoreUnavailable
+from .store import HealthRules, MemoryStore, PoolStore, StoreUnavailable, _SubPool
 
 if TYPE_CHECKING:
     from ._sharing import Sharing
@@ -102,24 +101,11 @@ logger = logging.getLogger(__name__)
 GeoLike = Geo | str | Mapping[str, Any] | None
 """What the pool accepts as a geography: a ``Geo``, ``"US/California"``, a dict, or ``None``."""
 
-# Entry states. Plain ints: compared on every get().
-_LIVE = 0
-_COOLING = 1
-_GONE = 2
-
-_SERVE = Verdict.SERVE
-_SKIP = Verdict.SKIP
-_DROP = Verdict.DROP
-
-_ANYWHERE = Geo()
-
 _MAX_DOMAIN = 253  # the longest DNS name
-_MAX_STREAKS = 4096  # domains whose all-banned batches are being counted (oldest dropped past it)
 #: Seconds before a pool looks again when another pool of its store is buying for a geography.
 _SHARED_RETRY = 0.5
 #: Seconds before a refill tries again while its store cannot be reached.
 _STORE_RETRY = 1.0
-_MAX_ENTRY_BATCHES = 8  # batches one entry is counted in (a proxy extracted again and again)
 
 
 class GeoValidator(Protocol):
@@ -161,99 +147,6 @@ class PoolStats(TypedDict):
     cooling: dict[str, int]
 
 
-class _Batch:
-    """The entries one extraction brought (new or duplicates), for ban-storm detection: ``size``
-    of them, ``banned[domain]`` of which are banned for that domain. Mutated under the lock."""
-
-    __slots__ = ("banned", "size")
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.banned: dict[str, int] = {}
-
-
-class _Entry:
-    """One pooled proxy and its health. Mutated only under the pool lock."""
-
-    __slots__ = (
-        "bans",
-        "batches",
-        "cool_until",
-        "failures",
-        "in_rotation",
-        "proxy",
-        "sessions",
-        "state",
-        "sub",
-        "usable_until",
-    )
-
-    def __init__(self, proxy: Proxy, sub: _SubPool, usable_until: float) -> None:
-        self.proxy = proxy
-        self.sub = sub
-        self.usable_until = usable_until
-        self.state = _LIVE
-        self.failures = 0
-        self.cool_until = 0.0
-        self.bans: set[str] | None = None
-        self.sessions: set[Hashable] | None = None
-        self.batches: list[_Batch] | None = None  # the extractions it came in (ban storms)
-        # False once the rotation has dropped it (while cooling); re-added when it is LIVE again.
-        self.in_rotation = True
-
-
-class _SubPool:
-    """The proxies of one (canonical) geography. Mutated only under the pool lock."""
-
-    __slots__ = (
-        "api_failures",
-        "begun_asked",
-        "begun_received",
-        "cooling",
-        "cooling_count",
-        "expiry",
-        "geo",
-        "index",
-        "label",
-        "last_added",
-        "last_error",
-        "last_failure",
-        "next_due",
-        "received",
-        "refill_generation",
-        "refilling",
-        "retry_at",
-        "rotation",
-        "sessions",
-        "usable",
-    )
-
-    def __init__(self, geo: Geo, rotation: RotationStrategy[_Entry]) -> None:
-        self.geo = geo
-        self.label = str(geo)
-        self.rotation = rotation
-        self.index: dict[Proxy, _Entry] = {}
-        # (usable_until, entries of one batch), oldest first: batches arrive in clock order.
-        self.expiry: deque[tuple[float, list[_Entry]]] = deque()
-        # Min-heap of (cool_until, tiebreak, entry); stale items are skipped when popped.
-        self.cooling: list[tuple[float, int, _Entry]] = []
-        # The earliest time an entry may expire or finish cooling: below it, nothing to retire.
-        self.next_due = math.inf
-        self.sessions: dict[Hashable, _Entry] = {}
-        self.usable = 0  # entries in state LIVE
-        self.cooling_count = 0  # entries in state COOLING
-        self.refilling = False
-        self.refill_generation = 0
-        self.last_added = 0
-        self.received = 0  # proxies that joined from other pools of the store
-        self.begun_received = 0  # (received when the refill in flight began)
-        self.begun_asked = False  # (whether refill() began it)
-        self.api_failures = 0  # consecutive failed refills, drives the backoff
-        self.retry_at = -math.inf
-        self.last_error: BaseException | None = None
-        self.last_failure: BaseException | None = None  # what the last refill raised, if it did
-
-
 def _normalize_domain(domain: object) -> str:
     if not isinstance(domain, str) or not domain.strip() or len(domain) > _MAX_DOMAIN:
         raise ConfigError(
@@ -273,25 +166,6 @@ def _check_session(session: object) -> None:
             f"not {type(session).__name__}",
             field="session",
         ) from None
-
-
-def _join(entry: _Entry, bought: _Batch) -> None:
-    """Count ``entry`` in the batch ``bought`` (once, even if the answer named it twice), with
-    the domains it is already banned for. Caller holds the pool lock."""
-    batches = entry.batches
-    if batches is None:
-        entry.batches = [bought]
-    elif batches[-1] is bought:
-        return
-    else:
-        batches.append(bought)
-        if len(batches) > _MAX_ENTRY_BATCHES:
-            del batches[0]  # that old batch can no longer become all banned: fewer storms
-    bought.size += 1
-    if entry.bans:
-        banned = bought.banned
-        for domain in entry.bans:
-            banned[domain] = banned.get(domain, 0) + 1
 
 
 class ProxyPool:
@@ -449,49 +323,34 @@ class ProxyPool:
         self._clock = clock
         self._strategy_name = strategy if isinstance(strategy, str) else "custom"
 
-        # One lock for all memory; the condition shares it for waiting on refills.
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._subs: dict[Geo, _SubPool] = {}
+        # The pool's proxies, their health and its counters live in its own MemoryStore; its
+        # lock guards them and the refill fields, and get() waits on its condition.
+        self._state = state = MemoryStore(
+            rules=HealthRules(
+                max_failures=self._max_failures,
+                cooldown=self._cooldown,
+                storm_batches=self._storm_batches,
+                storm_cooldown=self._storm_cooldown,
+                new_rotation=self._new_rotation,
+                rng=self._rng,
+            )
+        )
+        self._lock = state.lock
+        self._cond = state.changed
+        self._subs = state.subs
+        self._pick = state.pick  # (the hot path's steps, bound once)
+        self._succeed = state.succeed
         # Raw geo argument (a Geo, a string) -> its sub-pool, once validated. Only grows.
         self._aliases: dict[Hashable, _SubPool] = {}
         self._default_sub: _SubPool | None = None
         # The Geo object last found by _lookup() and its sub-pool (see there).
         self._hot: tuple[object, _SubPool | None] = (object(), None)
-        # id(entry.proxy) -> entry, for every entry in the pool: report_*() usually receive the
-        # very object get() returned, and an id lookup avoids hashing Proxy and Geo dataclasses.
-        self._by_id: dict[int, _Entry] = {}
         self._listeners: tuple[Callable[[Proxy], object], ...] = ()
-        # Proxies that left under the lock, announced to listeners once it is released.
-        self._pending: list[Proxy] = []
+        # Proxies that left under the lock (the state's list, emptied in place), announced to
+        # listeners once it is released.
+        self._pending = state.departed
         self._closed = False
         self._fatal: AccountError | None = None
-        self._tiebreak = itertools.count()
-        self._reserved = 0  # IPs requested by extractions in flight (for the max_extracted cap)
-        # The rotation's verdict for a pick with no domain, and one per domain (made once, kept
-        # while few): each says what it judges by itself, so nothing is passed on the side.
-        self._verdict = self._judge
-        self._domain_verdicts: dict[str, Callable[[_Entry], Verdict]] = {}
-        # Ban storms: domain -> all-banned batches in a row; domain -> when buying resumes.
-        self._streaks: dict[str, int] = {}
-        self._storms: dict[str, float] = {}
-        self._storm_news: list[tuple[str, float]] = []  # storms started under the lock, to log
-
-        self._served = 0
-        self._extracted = 0
-        self._minted = 0
-        self._duplicates = 0
-        self._refills = 0
-        self._api_errors = 0
-        self._successes = 0
-        self._failures = 0
-        self._bans = 0
-        self._evictions = 0
-        self._expired = 0
-        self._ban_storms = 0
-        # Set once the shared budget (a store's) answered that nothing more may be bought.
-        self._budget_gone = False
-        self._others_extracted = 0  # IPs the other pools of the store said they bought
 
         if store is not None and not isinstance(store, PoolStore):
             raise ConfigError(
@@ -546,12 +405,10 @@ class ProxyPool:
                 raise
             except ProviderError:
                 with self._lock:
-                    self._api_errors += 1
+                    self._state.api_errors += 1
                 raise
         with self._lock:
-            sub = self._subs.get(canonical)
-            if sub is None:
-                sub = self._subs[canonical] = _SubPool(canonical, self._new_rotation())
+            sub = self._state.geography(canonical)
             self._aliases[raw] = sub
             self._aliases[canonical] = sub
             if isinstance(geo, (str, Geo)):
@@ -570,64 +427,6 @@ class ProxyPool:
         return self._subpool(geo).geo
 
     # -- taking proxies ----------------------------------------------------------------------
-
-    @staticmethod
-    def _judge(entry: _Entry) -> Verdict:
-        """The rotation's question "may this entry serve a pick?", for a pick with no domain."""
-        if entry.state != _LIVE:
-            entry.in_rotation = False
-            return _DROP
-        return _SERVE
-
-    def _verdict_for(self, domain: str) -> Callable[[_Entry], Verdict]:
-        """The rotation's question for a pick for ``domain``: entries banned there are skipped.
-        Caller holds the lock."""
-        verdict = self._domain_verdicts.get(domain)
-        if verdict is not None:
-            return verdict
-
-        def judge(entry: _Entry) -> Verdict:
-            if entry.state != _LIVE:
-                entry.in_rotation = False
-                return _DROP
-            bans = entry.bans
-            if bans is not None and domain in bans:
-                return _SKIP
-            return _SERVE
-
-        verdicts = self._domain_verdicts
-        if len(verdicts) >= _MAX_STREAKS:
-            verdicts.clear()  # (many sites: made again as they come)
-        verdicts[domain] = judge
-        return judge
-
-    def _take(self, sub: _SubPool, session: Hashable | None, domain: str | None) -> _Entry | None:
-        """A usable entry for this request, or None. Caller holds the lock and has retired what
-        was due in ``sub``, so every LIVE entry is within its usable life."""
-        bound = None
-        if session is not None:
-            bound = sub.sessions.get(session)
-            if (
-                bound is not None
-                and bound.state == _LIVE
-                and (bound.bans is None or domain not in bound.bans)
-            ):
-                self._served += 1
-                return bound
-        if not sub.usable:
-            return None
-        entry = sub.rotation.pick(self._verdict if domain is None else self._verdict_for(domain))
-        if entry is None:
-            return None
-        if session is not None:
-            if bound is not None and bound.sessions is not None:
-                bound.sessions.discard(session)
-            sub.sessions[session] = entry
-            if entry.sessions is None:
-                entry.sessions = set()
-            entry.sessions.add(session)
-        self._served += 1
-        return entry
 
     def get(
         self,
@@ -681,9 +480,9 @@ class ProxyPool:
                     self._check_open()
                 now = self._clock()
                 if now >= sub.next_due:
-                    self._maintain(sub, now)
+                    self._state.expire(sub, now)
                 if sub.usable >= self._min_size or not self._can_refill(sub, now):
-                    entry = self._take(sub, session, domain)
+                    entry = self._pick(sub, session, domain)
                     if entry is not None:
                         if session is None or self._sharing is None:
                             return entry.proxy
@@ -716,15 +515,15 @@ class ProxyPool:
                 self._check_open()
                 now = self._clock()
                 if now >= sub.next_due:
-                    self._maintain(sub, now)
-                entry = self._take(sub, session, domain)
+                    self._state.expire(sub, now)
+                entry = self._pick(sub, session, domain)
                 if entry is not None:
                     if refilled or sub.usable >= self._min_size or not self._can_refill(sub, now):
                         return entry.proxy
                     # Proxies are left, just fewer than min_size: top up elsewhere, serve now.
                     num = self._begin_refill(sub)
-                elif domain is not None and self._storms and self._storming(domain, now):
-                    raise self._storm_error(domain, now)
+                elif domain is not None and self._state.storming(domain, now):
+                    raise self._state.storm_error(domain, now)
                 elif self._can_refill(sub, now):
                     num = self._begin_refill(sub)  # nothing usable: extract, and wait for it
                     refilled = True
@@ -746,9 +545,9 @@ class ProxyPool:
         wake = deadline
         if can_buy and not sub.refilling:  # (an extraction in flight wakes us when it ends)
             wake = min(wake, sub.retry_at)
-        if sub.cooling:
-            wake = min(wake, sub.cooling[0][0])
-        hopeless = not can_buy and not sub.refilling and not sub.cooling
+        cooled = sub.next_cooled()
+        wake = min(wake, cooled)
+        hopeless = not can_buy and not sub.refilling and cooled == math.inf
         if wake > now and not hopeless:
             return wake - now
         # Out of time, or nothing can come back: give up, saying why.
@@ -758,7 +557,7 @@ class ProxyPool:
         if hopeless:
             raise PoolExhausted(
                 f"{reason}: max_extracted={self._max_extracted} reached "
-                f"({self._extracted} IPs extracted over this pool's lifetime)"
+                f"({self._state.extracted} IPs extracted over this pool's lifetime)"
             ) from sub.last_error
         if sub.refilling:
             reason += "; an extraction is still in flight"
@@ -796,8 +595,8 @@ class ProxyPool:
                     return None
                 now = self._clock()
                 if now >= sub.next_due:
-                    self._maintain(sub, now)
-                entry = self._take(sub, session, domain)
+                    self._state.expire(sub, now)
+                entry = self._pick(sub, session, domain)
                 if entry is not None:
                     sharing = self._sharing
                     if (
@@ -807,11 +606,11 @@ class ProxyPool:
                     ):
                         # The store must say which proxy the key means everywhere: that is
                         # I/O, for get() in a thread.
-                        self._served -= 1
+                        self._state.served -= 1
                         return None
                     return entry.proxy
-                if domain is not None and self._storms and self._storming(domain, now):
-                    raise self._storm_error(domain, now)  # refill() would buy for it
+                if domain is not None and self._state.storming(domain, now):
+                    raise self._state.storm_error(domain, now)  # refill() would buy for it
                 return None
         finally:
             if self._pending:
@@ -837,7 +636,7 @@ class ProxyPool:
                     return self._budget_left() > 0
                 now = self._clock()
                 if now >= sub.next_due:
-                    self._maintain(sub, now)
+                    self._state.expire(sub, now)
                 return sub.usable < self._min_size and self._can_refill(sub, now)
         finally:
             if self._pending:
@@ -877,15 +676,16 @@ class ProxyPool:
                     self._check_open()
                     now = self._clock()
                     if now >= sub.next_due:
-                        self._maintain(sub, now)
+                        self._state.expire(sub, now)
                     if sub.refilling:
                         if not wait:
                             return 0
                         return self._await_refill(sub, deadline, rethrow=False)
                     if self._budget_left() <= 0:
                         raise PoolExhausted(
-                            f"max_extracted={self._max_extracted} reached: {self._extracted} IPs "
-                            "extracted over this pool's lifetime; no more will be bought"
+                            f"max_extracted={self._max_extracted} reached: "
+                            f"{self._state.extracted} IPs extracted over this pool's lifetime; "
+                            "no more will be bought"
                         )
                     if now < sub.retry_at:
                         if not wait:
@@ -938,11 +738,7 @@ class ProxyPool:
         return PoolExhausted(f"refill for {sub.label} did not end within the timeout ({what})")
 
     def _budget_left(self) -> float:
-        if self._max_extracted is None:
-            return math.inf
-        if self._budget_gone:
-            return 0
-        return self._max_extracted - self._extracted - self._reserved - self._others_extracted
+        return self._state.budget_left(self._max_extracted)
 
     def _can_refill(self, sub: _SubPool, now: float) -> bool:
         return not sub.refilling and now >= sub.retry_at and self._budget_left() > 0
@@ -954,7 +750,7 @@ class ProxyPool:
         sub.refilling = True
         sub.begun_received = sub.received
         sub.begun_asked = asked
-        self._reserved += num
+        self._state.reserved += num
         return num
 
     def _top_up(self, sub: _SubPool, num: int) -> None:
@@ -988,7 +784,7 @@ class ProxyPool:
     def _cancel_refill(self, sub: _SubPool, num: int) -> None:
         """End a refill that never called the provider; no error, no backoff."""
         with self._lock:
-            self._reserved -= num
+            self._state.reserved -= num
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -1064,18 +860,19 @@ class ProxyPool:
             )
         with self._lock:
             now = self._clock()
-            self._reserved -= num
+            self._state.reserved -= num
+            state = self._state
             if self._paid:
-                self._extracted += bought
+                state.extracted += bought
             else:
-                self._minted += bought
-            self._refills += 1
+                state.minted += bought
+            state.refills += 1
             added = 0
             usable_until = started + self._life * 60 - self._margin if self._expires else math.inf
             too_late = usable_until <= now
             if not self._closed:
                 if now >= sub.next_due:
-                    self._maintain(sub, now)
+                    self._state.expire(sub, now)
                 lasts = answer.lasts if isinstance(answer, ExtractedBatch) else None
                 if lasts and not too_late:
                     # Proxies with an end of their own (a static IP's package): one group per
@@ -1089,9 +886,9 @@ class ProxyPool:
                         groups.setdefault(until, []).append(proxy)
                     for until, group in groups.items():
                         if until > now:
-                            added += self._merge(sub, group, until, now)
+                            added += state.add_batch(sub, group, until, now)
                 elif not too_late:
-                    added = self._merge(sub, proxies, usable_until, now)
+                    added = state.add_batch(sub, proxies, usable_until, now)
                 if added:
                     sub.api_failures = 0
                     sub.retry_at = -math.inf
@@ -1111,7 +908,7 @@ class ProxyPool:
             usable = sub.usable
             closed = self._closed
             self._wake()
-        if self._storm_news:
+        if self._state.storm_news:
             self._log_storms()
         if too_late and not closed:
             logger.warning(
@@ -1132,9 +929,9 @@ class ProxyPool:
         this geography (its batch comes as an event: look again shortly), or because the
         shared budget is spent. Not a failure: no backoff grows."""
         with self._lock:
-            self._reserved -= num
+            self._state.reserved -= num
             if budget_gone:
-                self._budget_gone = True
+                self._state.budget_gone = True
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -1153,30 +950,18 @@ class ProxyPool:
         """Bind ``session`` to ``proxy`` here (another pool of the store bound it so first), if
         this pool holds it usable for ``domain``: the pooled object, or None."""
         with self._lock:
-            entry = sub.index.get(proxy)
-            if entry is None or entry.state != _LIVE:
-                return None
-            if domain is not None and entry.bans is not None and domain in entry.bans:
-                return None
-            bound = sub.sessions.get(session)
-            if bound is not None and bound is not entry and bound.sessions is not None:
-                bound.sessions.discard(session)
-            sub.sessions[session] = entry
-            if entry.sessions is None:
-                entry.sessions = set()
-            entry.sessions.add(session)
-            return entry.proxy
+            return self._state.bind(sub, session, proxy, domain)
 
     def _own_extracted(self) -> int:
         """IPs this pool bought itself (paid sources only)."""
         with self._lock:
-            return self._extracted
+            return self._state.extracted
 
     def _spent_elsewhere(self, bought: int) -> None:
         """Another pool of the store bought ``bought`` IPs (the store's budget decides; this
         keeps the pool from asking it when the sum says there is nothing left)."""
         with self._lock:
-            self._others_extracted += bought
+            self._state.others_extracted += bought
 
     def _merge_shared(self, geo: Geo, proxies: list[Proxy], usable_until: float) -> int:
         """A batch another pool of the store bought (its end on this pool's clock, before the
@@ -1186,15 +971,15 @@ class ProxyPool:
                 return 0
             sub = self._subs.get(geo)
             if sub is None:  # (its pool validated the geography)
-                sub = self._subs[geo] = _SubPool(geo, self._new_rotation())
+                sub = self._state.geography(geo)
                 self._aliases.setdefault(geo, sub)
             now = self._clock()
             if now >= sub.next_due:
-                self._maintain(sub, now)
+                self._state.expire(sub, now)
             until = usable_until - self._margin if self._expires else math.inf
             if until <= now or not proxies:
                 return 0
-            added = self._merge(sub, proxies, until, now)
+            added = self._state.add_batch(sub, proxies, until, now)
             sub.received += added
             if added:
                 sub.api_failures = 0
@@ -1205,7 +990,7 @@ class ProxyPool:
 
     def _refill_failed(self, sub: _SubPool, num: int, exc: BaseException) -> None:
         with self._lock:
-            self._reserved -= num
+            self._state.reserved -= num
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -1218,7 +1003,7 @@ class ProxyPool:
                 sub.last_error = exc
                 sub.retry_at = self._clock() + _STORE_RETRY
             elif isinstance(exc, Exception):
-                self._api_errors += 1
+                self._state.api_errors += 1
                 sub.last_error = exc
                 if isinstance(exc, AccountError):
                     self._fatal = self._fatal or exc
@@ -1244,82 +1029,7 @@ class ProxyPool:
         sub.retry_at = now + self._api_backoff.delay(sub.api_failures, self._rng)
         sub.api_failures += 1
 
-    def _merge(self, sub: _SubPool, proxies: list[Proxy], usable_until: float, now: float) -> int:
-        """Add a batch usable until ``usable_until`` (in the future) to ``sub``; returns how many
-        entries are new. Caller holds the lock."""
-        geo = sub.geo
-        index = sub.index
-        by_id = self._by_id
-        rotation = sub.rotation
-        batch: list[_Entry] = []
-        bought = _Batch() if self._storm_batches is not None else None
-        added = 0
-        # A batch's proxies usually share one Geo object, equal to ``geo``: compared once.
-        equal_geo = geo
-        for proxy in proxies:
-            tag = proxy.geo
-            if tag is not equal_geo:
-                if tag == geo:
-                    equal_geo = tag
-                else:
-                    proxy = dataclasses.replace(proxy, geo=geo)
-            fresh = _Entry(proxy, sub, usable_until)
-            entry = index.setdefault(proxy, fresh)  # one hash of the proxy, not two
-            if bought is not None:
-                _join(entry, bought)
-            if entry is not fresh:
-                self._duplicates += 1
-                if usable_until > entry.usable_until:
-                    entry.usable_until = usable_until
-                    batch.append(entry)
-                continue
-            by_id[id(proxy)] = entry
-            rotation.add(entry)
-            batch.append(entry)
-            added += 1
-        if bought is not None:
-            # Duplicates already banned somewhere: the batch may be all banned on arrival.
-            for domain, banned in bought.banned.items():
-                if banned == bought.size:
-                    self._all_banned(domain, now)
-        sub.usable += added
-        if batch and usable_until != math.inf:  # (a proxy without an end never expires)
-            expiry = sub.expiry
-            if expiry and expiry[-1][0] > usable_until:
-                # An end earlier than the last queued (a static IP's package): keep the queue in
-                # end order, which _maintain relies on to stop at the first batch not yet due.
-                at = bisect.bisect_right([until for until, _ in expiry], usable_until)
-                expiry.insert(at, (usable_until, batch))
-            else:
-                expiry.append((usable_until, batch))
-            sub.next_due = min(sub.next_due, usable_until)
-        return added
-
     # -- health ------------------------------------------------------------------------------
-
-    def _find(self, proxy: Proxy) -> _Entry | None:
-        """The pooled (live or cooling) entry for ``proxy``; caller holds the lock."""
-        entry = self._by_id.get(id(proxy))
-        if entry is not None and entry.proxy is proxy:
-            return entry
-        # An equal proxy that is not the object get() returned (copied, rebuilt by hand).
-        if not isinstance(proxy, Proxy):
-            raise ConfigError(
-                f"proxy must be a Proxy handed out by this pool, not {type(proxy).__name__}",
-                field="proxy",
-            )
-        geo = proxy.geo
-        sub = self._subs.get(geo if geo is not None else _ANYWHERE)
-        if sub is not None:
-            entry = sub.index.get(proxy)
-            if entry is not None:
-                return entry
-        if geo is None:  # no geography on it: look in every sub-pool
-            for sub in self._subs.values():
-                entry = sub.index.get(proxy)
-                if entry is not None:
-                    return entry
-        return None
 
     def report_success(self, proxy: Proxy, *, domain: str | None = None) -> None:
         """A request through ``proxy`` worked: reset its failure count and end any cool-down.
@@ -1331,21 +1041,11 @@ class ProxyPool:
         if domain is not None:
             # (Nothing to clear until some site had an all-banned batch: skip the parsing.)
             try:
-                domain = _normalize_domain(domain) if self._streaks or self._storms else None
+                domain = _normalize_domain(domain) if self._state.counting_bans else None
             except ConfigError:
                 domain = None
         with self._lock:
-            if domain is not None:
-                self._streaks.pop(domain, None)
-                self._storms.pop(domain, None)
-            entry = self._find(proxy)
-            if entry is None:
-                return
-            self._successes += 1
-            entry.failures = 0
-            if entry.state == _COOLING:
-                self._revive(entry)
-                self._wake()
+            self._succeed(proxy, domain)
 
     def report_failure(
         self, proxy: Proxy, *, domain: str | None = None, banned: bool = False
@@ -1375,104 +1075,35 @@ class ProxyPool:
         # What to log, kept for after the lock: a log handler may do I/O.
         news: str | None = None
         failures = 0
+        state = self._state
         try:
             with self._lock:
-                entry = self._find(proxy)
+                entry = state.find(proxy)
                 if entry is None:
                     return
-                sub = entry.sub
                 if share:
                     assert self._sharing is not None
-                    self._sharing.tell_report(entry.proxy, sub.geo, domain, banned)
+                    self._sharing.tell_report(entry.proxy, entry.sub.geo, domain, banned)
                 if banned:
                     assert domain is not None
-                    if entry.bans is None:
-                        entry.bans = set()
-                    if domain not in entry.bans:
-                        entry.bans.add(domain)
-                        self._bans += 1
+                    if state.ban(entry, domain, self._clock()):
                         news = "banned"
-                        if entry.batches is not None:
-                            self._count_ban(entry.batches, domain)
-                    return
-                self._failures += 1
-                entry.failures += 1
-                if entry.failures >= self._max_failures:
-                    self._evictions += 1
-                    self._remove(entry)
+                elif state.fail(entry, self._clock()):
                     news, failures = "evicted", entry.failures
-                    return
-                if entry.state == _LIVE:
-                    sub.usable -= 1
-                    sub.cooling_count += 1
-                    entry.state = _COOLING
-                until = self._clock() + self._cooldown.delay(entry.failures - 1, self._rng)
-                entry.cool_until = until
-                heapq.heappush(sub.cooling, (until, next(self._tiebreak), entry))
-                sub.next_due = min(sub.next_due, until)
         finally:
             if news == "banned":
                 logger.debug("proxy %s banned for %s", proxy, domain)
-                if self._storm_news:
+                if state.storm_news:
                     self._log_storms()
             elif news == "evicted":
                 logger.debug("proxy %s evicted after %d failures", proxy, failures)
             if self._pending:
                 self._flush()
 
-    # -- ban storms (caller holds the lock unless said otherwise) ----------------------------
-
-    def _count_ban(self, batches: list[_Batch], domain: str) -> None:
-        """An entry of ``batches`` was just banned for ``domain``."""
-        for bought in batches:
-            banned = bought.banned.get(domain, 0) + 1
-            bought.banned[domain] = banned
-            if banned == bought.size:
-                self._all_banned(domain, self._clock())
-
-    def _all_banned(self, domain: str, now: float) -> None:
-        """A bought batch has just become all banned for ``domain``: count it, and start a
-        storm once ``ban_storm_batches`` came in a row."""
-        limit = self._storm_batches
-        if limit is None or self._storming(domain, now):
-            return
-        streaks = self._streaks
-        streak = streaks.pop(domain, 0) + 1  # (re-inserted last: the dict stays oldest-first)
-        if streak < limit:
-            if len(streaks) >= _MAX_STREAKS:
-                del streaks[next(iter(streaks))]  # forget the site counted longest ago
-            streaks[domain] = streak
-            return
-        # After the cool-down, one more all-banned batch starts the next storm.
-        streaks[domain] = limit - 1
-        self._storms[domain] = now + self._storm_cooldown
-        self._ban_storms += 1
-        self._storm_news.append((domain, self._storm_cooldown))
-        self._wake()  # requests waiting for this site give up now
-
-    def _storming(self, domain: str, now: float) -> bool:
-        """Whether ``domain`` is in a ban storm now (an ended one is forgotten here)."""
-        until = self._storms.get(domain)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self._storms[domain]
-        return False
-
-    def _storm_error(self, domain: str, now: float) -> BanStorm:
-        left = self._storms[domain] - now
-        return BanStorm(
-            f"ban storm on {domain}: the last {self._storm_batches} batches of proxies bought "
-            f"were all banned there, so none is bought for it for {left:.0f} s more",
-            domain=domain,
-            retry_after=left,
-        )
-
     def _log_storms(self) -> None:
         """Log the storms that started (one WARNING each). Call without the lock held."""
         with self._lock:
-            news, self._storm_news = self._storm_news, []
+            news = self._state.take_storm_news()
         for domain, cooldown in news:
             logger.warning(
                 "ban storm on %s: %d batches of proxies in a row were all banned there; no "
@@ -1482,55 +1113,7 @@ class ProxyPool:
                 cooldown,
             )
 
-    # -- internal state transitions (caller holds the lock) ---------------------------------
-
-    def _revive(self, entry: _Entry) -> None:
-        sub = entry.sub
-        entry.state = _LIVE
-        sub.cooling_count -= 1
-        sub.usable += 1
-        if not entry.in_rotation:
-            entry.in_rotation = True
-            sub.rotation.add(entry)
-
-    def _remove(self, entry: _Entry) -> None:
-        sub = entry.sub
-        if entry.state == _LIVE:
-            sub.usable -= 1
-        elif entry.state == _COOLING:
-            sub.cooling_count -= 1
-        entry.state = _GONE
-        proxy = entry.proxy
-        if sub.index.get(proxy) is entry:
-            del sub.index[proxy]
-        if self._by_id.get(id(proxy)) is entry:
-            del self._by_id[id(proxy)]
-        if entry.sessions:
-            for key in entry.sessions:
-                if sub.sessions.get(key) is entry:
-                    del sub.sessions[key]
-        entry.sessions = None
-        entry.bans = None
-        entry.batches = None
-        self._pending.append(proxy)
-
-    def _maintain(self, sub: _SubPool, now: float) -> None:
-        """Retire expired entries and revive cooled-down ones, touching only what is due."""
-        expiry = sub.expiry
-        while expiry and expiry[0][0] <= now:
-            for entry in expiry.popleft()[1]:
-                # Skip entries a later duplicate extended (they sit in a later batch too).
-                if entry.state != _GONE and entry.usable_until <= now:
-                    self._expired += 1
-                    self._remove(entry)
-        cooling = sub.cooling
-        while cooling and cooling[0][0] <= now:
-            until, _, entry = heapq.heappop(cooling)
-            if entry.state == _COOLING and entry.cool_until == until:
-                self._revive(entry)
-        sub.next_due = min(
-            expiry[0][0] if expiry else math.inf, cooling[0][0] if cooling else math.inf
-        )
+    # -- lifecycle helpers (caller holds the lock unless said otherwise) ----------------------
 
     def _check_open(self) -> None:
         if self._fatal is not None:
@@ -1542,7 +1125,7 @@ class ProxyPool:
 
     def _stop(self, exc: AccountError) -> None:
         with self._lock:
-            self._api_errors += 1
+            self._state.api_errors += 1
             if self._fatal is None:
                 self._fatal = exc
             self._wake()
@@ -1573,7 +1156,7 @@ class ProxyPool:
     def _flush(self) -> None:
         """Announce departed proxies to the listeners. Call without the lock held."""
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending = self._state.take_departed()
             listeners = self._listeners
         for proxy in pending:
             for callback in listeners:
@@ -1589,20 +1172,21 @@ class ProxyPool:
                 now = self._clock()
                 for sub in self._subs.values():
                     if now >= sub.next_due:
-                        self._maintain(sub, now)
+                        self._state.expire(sub, now)
+                state = self._state
                 return PoolStats(
-                    served=self._served,
-                    extracted=self._extracted,
-                    minted=self._minted,
-                    duplicates=self._duplicates,
-                    refills=self._refills,
-                    api_errors=self._api_errors,
-                    successes=self._successes,
-                    failures=self._failures,
-                    bans=self._bans,
-                    evictions=self._evictions,
-                    expired=self._expired,
-                    ban_storms=self._ban_storms,
+                    served=state.served,
+                    extracted=state.extracted,
+                    minted=state.minted,
+                    duplicates=state.duplicates,
+                    refills=state.refills,
+                    api_errors=state.api_errors,
+                    successes=state.successes,
+                    failures=state.failures,
+                    bans=state.bans,
+                    evictions=state.evictions,
+                    expired=state.expired,
+                    ban_storms=state.ban_storms,
                     received=self._sharing.received if self._sharing is not None else 0,
                     store_errors=self._sharing.errors if self._sharing is not None else 0,
                     live={s.label: s.usable for s in self._subs.values()},
@@ -1623,7 +1207,7 @@ class ProxyPool:
         """True once a proxy has been banned for some domain (``report_failure(banned=True)``).
         Until then the ``domain`` of ``get``/``try_get`` changes nothing, so an event-loop caller
         may skip working it out. Lock-free (a stale False only races a ban being recorded)."""
-        return self._bans > 0
+        return self._state.bans > 0
 
     @property
     def source(self) -> ProxySource:
@@ -1645,13 +1229,7 @@ class ProxyPool:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                for sub in self._subs.values():
-                    for entry in list(sub.index.values()):
-                        self._remove(entry)
-                    sub.rotation.clear()
-                    sub.expiry.clear()
-                    sub.cooling.clear()
-                    sub.next_due = math.inf
+                self._state.empty()
                 self._wake()
         self._flush()
         sharing = self._sharing

@@ -1471,8 +1471,8 @@ def test_an_over_delivering_provider_is_cut_to_num_and_counted_whole(
     with pool, caplog.at_level(logging.WARNING, logger="proxypool.pool"):
         first = pool.get(timeout=10)
         # The warning is on record before the batch serves anyone (CI once read it too soon).
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert any("handed over 50 IPs" in m and "5 were asked for" in m for m in warnings), warnings
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("handed over 50 IPs" in m and "5 were asked for" in m for m in said), said
         served = {first} | {pool.get(timeout=0) for _ in range(20)}
         assert len(served) == 5 and len(pool) == 5
         assert pool.stats()["extracted"] == 50
