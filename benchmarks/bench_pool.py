@@ -5,6 +5,12 @@ Run from the repository root (not part of the test suite, no network)::
 
     python benchmarks/bench_pool.py            # sizes 100, 10k, 100k
     python benchmarks/bench_pool.py --quick    # fewer repeats, for a smoke run
+    python benchmarks/bench_pool.py --instructions [--against OTHER_CHECKOUT]
+
+``--instructions`` counts CPU instructions per get + report_success under valgrind's callgrind
+(round robin; 2,000 and 22,000 operations on a built pool, the difference over 20,000), the
+stable measure where timings swing; ``--against`` counts the same for another checkout's
+``proxypool`` (say, the commit before a change) in the same run.
 
 Targets (issue 3): get + report_success <= 2 us median per operation at 100k proxies; the cost at
 100k <= 1.5x the cost at 100; <= 600 bytes per pooled proxy at 100k. Absolute times depend on the
@@ -15,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -130,13 +140,83 @@ def fmt_us(seconds: float) -> str:
     return f"{seconds * 1e6:10.2f}"
 
 
+_LOOP = """
+import sys
+sys.path.insert(0, {root!r})
+import proxypool.pool  # the checkout measured, imported before bench_pool adds its own
+sys.path.insert(0, {here!r})
+import bench_pool
+op = bench_pool.pool_op(bench_pool.build_pool({size}, "round_robin"))
+for _ in range({ops}):
+    op()
+"""
+
+
+def instructions_per_op(root: Path, size: int) -> float:
+    """CPU instructions per get + report_success with ``root``'s proxypool, under callgrind."""
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ops in (2_000, 22_000):
+            out = Path(tmp) / f"{ops}.callgrind"
+            code = _LOOP.format(root=str(root), here=str(Path(__file__).parent), size=size, ops=ops)
+            subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}",
+                    os.path.realpath(sys.executable),
+                    "-c",
+                    code,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            totals.append(
+                next(
+                    int(line.split()[1])
+                    for line in out.read_text().splitlines()
+                    if line.startswith("totals:")
+                )
+            )
+    return (totals[1] - totals[0]) / 20_000
+
+
+def report_instructions(sizes: list[int], against: Path | None) -> int:
+    here = Path(__file__).resolve().parent.parent
+    print("get + report_success, CPU instructions per operation (callgrind, round robin)")
+    extra = f" | {'--against':>10} | ratio" if against is not None else ""
+    print(f"{'proxies':>8} | {'this tree':>10}{extra}")
+    for size in sizes:
+        ours = instructions_per_op(here, size)
+        row = f"{size:>8} | {ours:>10.0f}"
+        if against is not None:
+            theirs = instructions_per_op(against, size)
+            row += f" | {theirs:>10.0f} | {ours / theirs:.3f}"
+        print(row)
+    return 0
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer and shorter repeats")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per operation instead"
+    )
+    parser.add_argument(
+        "--against", type=Path, help="with --instructions: another checkout to count beside"
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            parser.error("--instructions needs valgrind (callgrind) on the PATH")
+        if args.against is not None and not (args.against / "proxypool" / "pool.py").is_file():
+            parser.error(f"--against: no proxypool/pool.py under {args.against}")
+        return report_instructions(args.sizes or [100, 10_000], args.against)
+    if args.against is not None:
+        parser.error("--against goes with --instructions")
     repeats, budget = (3, 0.05) if args.quick else (7, 0.2)
-    sizes: list[int] = args.sizes
+    sizes: list[int] = args.sizes or list(SIZES)
 
     ours: dict[str, dict[int, float]] = {s: {} for s in STRATEGIES}
     theirs: dict[int, float] = {}

@@ -405,7 +405,7 @@ class ProxyPool:
                 raise
             except ProviderError:
                 with self._lock:
-                    self._state.api_errors += 1
+                    self._state.count_api_error()
                 raise
         with self._lock:
             sub = self._state.geography(canonical)
@@ -522,7 +522,9 @@ class ProxyPool:
                         return entry.proxy
                     # Proxies are left, just fewer than min_size: top up elsewhere, serve now.
                     num = self._begin_refill(sub)
-                elif domain is not None and self._state.storming(domain, now):
+                elif (
+                    domain is not None and self._state.storms and self._state.storming(domain, now)
+                ):
                     raise self._state.storm_error(domain, now)
                 elif self._can_refill(sub, now):
                     num = self._begin_refill(sub)  # nothing usable: extract, and wait for it
@@ -606,10 +608,10 @@ class ProxyPool:
                     ):
                         # The store must say which proxy the key means everywhere: that is
                         # I/O, for get() in a thread.
-                        self._state.served -= 1
+                        self._state.unserve()
                         return None
                     return entry.proxy
-                if domain is not None and self._state.storming(domain, now):
+                if domain is not None and self._state.storms and self._state.storming(domain, now):
                     raise self._state.storm_error(domain, now)  # refill() would buy for it
                 return None
         finally:
@@ -750,7 +752,7 @@ class ProxyPool:
         sub.refilling = True
         sub.begun_received = sub.received
         sub.begun_asked = asked
-        self._state.reserved += num
+        self._state.begin_buy(num)
         return num
 
     def _top_up(self, sub: _SubPool, num: int) -> None:
@@ -784,7 +786,7 @@ class ProxyPool:
     def _cancel_refill(self, sub: _SubPool, num: int) -> None:
         """End a refill that never called the provider; no error, no backoff."""
         with self._lock:
-            self._state.reserved -= num
+            self._state.cancel_buy(num)
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -860,13 +862,8 @@ class ProxyPool:
             )
         with self._lock:
             now = self._clock()
-            self._state.reserved -= num
             state = self._state
-            if self._paid:
-                state.extracted += bought
-            else:
-                state.minted += bought
-            state.refills += 1
+            state.settle_buy(num, bought, paid=self._paid)
             added = 0
             usable_until = started + self._life * 60 - self._margin if self._expires else math.inf
             too_late = usable_until <= now
@@ -929,9 +926,9 @@ class ProxyPool:
         this geography (its batch comes as an event: look again shortly), or because the
         shared budget is spent. Not a failure: no backoff grows."""
         with self._lock:
-            self._state.reserved -= num
+            self._state.cancel_buy(num)
             if budget_gone:
-                self._state.budget_gone = True
+                self._state.close_budget()
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -961,7 +958,7 @@ class ProxyPool:
         """Another pool of the store bought ``bought`` IPs (the store's budget decides; this
         keeps the pool from asking it when the sum says there is nothing left)."""
         with self._lock:
-            self._state.others_extracted += bought
+            self._state.spent_elsewhere(bought)
 
     def _merge_shared(self, geo: Geo, proxies: list[Proxy], usable_until: float) -> int:
         """A batch another pool of the store bought (its end on this pool's clock, before the
@@ -990,7 +987,7 @@ class ProxyPool:
 
     def _refill_failed(self, sub: _SubPool, num: int, exc: BaseException) -> None:
         with self._lock:
-            self._state.reserved -= num
+            self._state.cancel_buy(num)
             sub.refilling = False
             sub.refill_generation += 1
             sub.last_added = 0
@@ -1003,7 +1000,7 @@ class ProxyPool:
                 sub.last_error = exc
                 sub.retry_at = self._clock() + _STORE_RETRY
             elif isinstance(exc, Exception):
-                self._state.api_errors += 1
+                self._state.count_api_error()
                 sub.last_error = exc
                 if isinstance(exc, AccountError):
                     self._fatal = self._fatal or exc
@@ -1041,7 +1038,8 @@ class ProxyPool:
         if domain is not None:
             # (Nothing to clear until some site had an all-banned batch: skip the parsing.)
             try:
-                domain = _normalize_domain(domain) if self._state.counting_bans else None
+                state = self._state
+                domain = _normalize_domain(domain) if state.streaks or state.storms else None
             except ConfigError:
                 domain = None
         with self._lock:
@@ -1125,7 +1123,7 @@ class ProxyPool:
 
     def _stop(self, exc: AccountError) -> None:
         with self._lock:
-            self._state.api_errors += 1
+            self._state.count_api_error()
             if self._fatal is None:
                 self._fatal = exc
             self._wake()

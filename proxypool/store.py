@@ -2,11 +2,14 @@
 
 Every ``ProxyPool`` keeps its proxies in a ``MemoryStore`` of its own: the entries, their
 health (failures, cool-downs, bans), the rotation of each geography, sticky sessions, ban-storm
-counts, the budget and the counters, behind one lock. The store's steps (``add_batch``,
-``pick``, ``bind``, ``succeed``, ``fail``, ``ban``, ``expire``, ``empty``, ``budget_left``, the
-storm steps) are the only code that changes them; the pool orchestrates around them (geography,
-scheduling refills, waiting, backoff, listeners). A pick stays O(1) and never waits on the
-network.
+counts, the budget and the counters, behind one lock. The store's steps are the only code that
+changes them: ``geography``, ``add_batch``, ``pick``, ``bind``, ``succeed``, ``fail``, ``ban``,
+``expire``, ``empty``, ``take_departed``; for the budget ``begin_buy``, ``settle_buy``,
+``cancel_buy``, ``spent_elsewhere``, ``close_budget`` (and ``budget_left`` to read it); for ban
+storms ``storming`` and ``take_storm_news``; ``count_api_error`` and ``unserve`` for two
+counters. The pool orchestrates around them (geography, scheduling refills, waiting, backoff,
+listeners) and changes only the refill fields of a geography's record. A pick stays O(1) and
+never waits on the network.
 
 Given a ``store=``, a pool also takes the steps that must be one across every pool of the store
 (threads, processes, machines), through it, and applies what the others report to its own
@@ -156,6 +159,23 @@ class HealthRules:
     )
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
+    def __post_init__(self) -> None:
+        check_int(self.max_failures, "max_failures", min=1)
+        if not isinstance(self.cooldown, Backoff):
+            raise ConfigError("cooldown must be a proxypool.policy.Backoff", field="cooldown")
+        if self.storm_batches is not None:
+            check_int(self.storm_batches, "storm_batches", min=1)
+        check_float(
+            self.storm_cooldown, "storm_cooldown", min=0.0, min_exclusive=True, unit="seconds"
+        )
+        if not callable(self.new_rotation):
+            raise ConfigError(
+                "new_rotation must be a callable that makes a RotationStrategy",
+                field="new_rotation",
+            )
+        if not isinstance(self.rng, random.Random):
+            raise ConfigError("rng must be a random.Random instance", field="rng")
+
 
 class _Batch:
     """The entries one extraction brought (new or duplicates), for ban-storm detection: ``size``
@@ -282,9 +302,14 @@ class MemoryStore:
     Every ``ProxyPool`` keeps its proxies in a ``MemoryStore`` of its own (made for it, with its
     ``HealthRules``): their entries, health, bans, rotation, sticky sessions, ban-storm counts,
     budget and counters, behind one ``lock``, changed only by the steps below (the caller holds
-    ``lock``; ``changed`` is the condition over it, notified when a step makes a proxy usable or
-    starts a ban storm). Each step is O(1) in the number of proxies held, but for a pick that
-    steps over proxies banned for its domain.
+    ``lock``). ``changed`` is the condition over it: ``add_batch`` and ``succeed`` notify it when
+    they make a proxy usable, and a ban storm's start does; ``expire`` does not (its caller is
+    about to pick). Each step is O(1) in the number of proxies held but three: a pick that steps
+    over proxies banned for its domain, ``empty`` (every proxy), and ``find`` of a proxy that is
+    not the object handed out and has no geography (it looks in every geography).
+
+    The shared steps (``take_lease`` ... ``events_after``) take ``lock`` themselves: never call
+    them while holding it.
 
     Given as ``store=`` to several pools, a ``MemoryStore`` is where they agree (lease, budget,
     clock, sessions, events: the ``PoolStore`` steps): they act as one pool. ``max_events``
@@ -319,8 +344,9 @@ class MemoryStore:
         self._any = self._judge
         self._verdicts: dict[str, Callable[[_Entry], Verdict]] = {}
         # Ban storms: domain -> all-banned batches in a row; domain -> when buying resumes.
-        self._streaks: dict[str, int] = {}
-        self._storms: dict[str, float] = {}
+        # (Read without the lock as a hint that there is anything to look up.)
+        self.streaks: dict[str, int] = {}
+        self.storms: dict[str, float] = {}
         self.storm_news: list[tuple[str, float]] = []  # storms started, still to be logged
         # Budget: IPs bought (paid) or minted (free), reserved by extractions in flight, bought
         # by the other pools of a shared store, and whether that store said none are left.
@@ -343,7 +369,7 @@ class MemoryStore:
         # The shared steps.
         self._leases: dict[str, tuple[str, float]] = {}
         self._spent = 0
-        self._reserved: dict[str, tuple[int, float]] = {}
+        self._reservations: dict[str, tuple[int, float]] = {}  # (the shared budget's)
         self._sessions: dict[str, tuple[str, float]] = {}
         self._events: list[tuple[int, dict[str, Any]]] = []
         self._next_id = 1
@@ -383,17 +409,17 @@ class MemoryStore:
     def reserve(self, holder: str, wanted: int, cap: int, ttl: float) -> int:
         with self._lock:
             now = self.now()
-            live = {h: r for h, r in self._reserved.items() if r[1] > now}
-            self._reserved = live
+            live = {h: r for h, r in self._reservations.items() if r[1] > now}
+            self._reservations = live
             left = cap - self._spent - sum(n for n, _ in live.values())
             granted = max(0, min(wanted, left))
             if granted:
-                self._reserved[holder] = (granted, now + ttl)
+                self._reservations[holder] = (granted, now + ttl)
             return granted
 
     def settle(self, holder: str, reserved: int, bought: int) -> int:
         with self._lock:
-            self._reserved.pop(holder, None)
+            self._reservations.pop(holder, None)
             self._spent += bought
             return self._spent
 
@@ -458,6 +484,42 @@ class MemoryStore:
         if sub is None:
             sub = self.subs[geo] = _SubPool(geo, self.rules.new_rotation())
         return sub
+
+    def begin_buy(self, num: int) -> None:
+        """An extraction of ``num`` IPs starts: they are reserved from the budget."""
+        self.reserved += num
+
+    def cancel_buy(self, num: int) -> None:
+        """The extraction that reserved ``num`` bought nothing (failed, called off, or another
+        pool of a shared store bought instead): its reservation ends."""
+        self.reserved -= num
+
+    def settle_buy(self, num: int, bought: int, *, paid: bool) -> None:
+        """The extraction that reserved ``num`` answered with ``bought`` IPs handed over: its
+        reservation ends, they count as ``extracted`` (paid) or ``minted`` (free), and the
+        refill is counted."""
+        self.reserved -= num
+        if paid:
+            self.extracted += bought
+        else:
+            self.minted += bought
+        self.refills += 1
+
+    def spent_elsewhere(self, bought: int) -> None:
+        """Another pool of a shared store bought ``bought`` IPs."""
+        self.others_extracted += bought
+
+    def close_budget(self) -> None:
+        """A shared store said no more may be bought."""
+        self.budget_gone = True
+
+    def count_api_error(self) -> None:
+        """A call to the provider (extraction, location lists) failed."""
+        self.api_errors += 1
+
+    def unserve(self) -> None:
+        """The pick just counted was not handed out after all."""
+        self.served -= 1
 
     def budget_left(self, cap: int | None) -> float:
         """IPs that may still be bought under ``cap`` (``None``: no cap)."""
@@ -621,17 +683,12 @@ class MemoryStore:
                     return entry
         return None
 
-    @property
-    def counting_bans(self) -> bool:
-        """Whether some site has all-banned batches counted or a storm (lock-free read)."""
-        return bool(self._streaks or self._storms)
-
     def succeed(self, proxy: Proxy, domain: str | None) -> None:
         """A request through ``proxy`` worked: its failures reset and a cool-down ends;
         ``domain`` (normalized) is not banning everything: its storm count restarts."""
         if domain is not None:
-            self._streaks.pop(domain, None)
-            self._storms.pop(domain, None)
+            self.streaks.pop(domain, None)
+            self.storms.pop(domain, None)
         entry = self._by_id.get(id(proxy))
         if entry is None or entry.proxy is not proxy:  # (the fast case inline: hot path)
             entry = self.find(proxy)
@@ -722,7 +779,7 @@ class MemoryStore:
         limit = self.rules.storm_batches
         if limit is None or self.storming(domain, now):
             return
-        streaks = self._streaks
+        streaks = self.streaks
         streak = streaks.pop(domain, 0) + 1  # (re-inserted last: the dict stays oldest-first)
         if streak < limit:
             if len(streaks) >= _MAX_STREAKS:
@@ -731,26 +788,24 @@ class MemoryStore:
             return
         # After the cool-down, one more all-banned batch starts the next storm.
         streaks[domain] = limit - 1
-        self._storms[domain] = now + self.rules.storm_cooldown
+        self.storms[domain] = now + self.rules.storm_cooldown
         self.ban_storms += 1
         self.storm_news.append((domain, self.rules.storm_cooldown))
         self.changed.notify_all()  # requests waiting for this site give up now
 
     def storming(self, domain: str, now: float) -> bool:
         """Whether ``domain`` is in a ban storm now (an ended one is forgotten here)."""
-        if not self._storms:
-            return False
-        until = self._storms.get(domain)
+        until = self.storms.get(domain)
         if until is None:
             return False
         if now < until:
             return True
-        del self._storms[domain]
+        del self.storms[domain]
         return False
 
     def storm_error(self, domain: str, now: float) -> BanStorm:
         """The error for a request to ``domain`` while it storms."""
-        left = self._storms[domain] - now
+        left = self.storms[domain] - now
         return BanStorm(
             f"ban storm on {domain}: the last {self.rules.storm_batches} batches of proxies "
             f"bought were all banned there, so none is bought for it for {left:.0f} s more",
@@ -800,5 +855,6 @@ class MemoryStore:
         return None
 
     def __repr__(self) -> str:
-        held = sum(len(sub.index) for sub in self.subs.values())
-        return f"MemoryStore({held} proxies held)"
+        # Without the lock (a repr may be asked for anywhere): list() copies the values at once.
+        held = sum(len(sub.index) for sub in list(self.subs.values()))
+        return f"MemoryStore({held} proxies held)" if held else "MemoryStore()"

@@ -31,6 +31,7 @@ def _store(**rules: Any) -> MemoryStore:
 
 def test_a_batch_is_held_picked_in_turn_and_counted() -> None:
     store = _store()
+    assert repr(store) == "MemoryStore()"
     with store.lock:
         sub = store.geography(US)
         assert store.geography(US) is sub
@@ -53,9 +54,10 @@ def test_a_duplicate_keeps_its_health_and_takes_the_later_end() -> None:
         store.expire(sub, 150.0)  # the first batch's end: both live on, to the second's
         assert len(sub.index) == 2 and store.expired == 0
         store.expire(sub, 200.0)
-    assert len(sub.index) == 0 and store.expired == 2
-    assert {p.host for p in store.take_departed()} == {"203.0.113.1", "203.0.113.2"}
-    assert store.departed == []
+        assert len(sub.index) == 0 and store.expired == 2
+        departed = store.take_departed()
+        assert store.departed == []
+    assert {p.host for p in departed} == {"203.0.113.1", "203.0.113.2"}
 
 
 def test_a_failure_cools_a_success_revives_and_max_failures_evict() -> None:
@@ -76,8 +78,8 @@ def test_a_failure_cools_a_success_revives_and_max_failures_evict() -> None:
         assert store.fail(entry, now=30.0) is False
         assert store.fail(entry, now=31.0) is False
         assert store.fail(entry, now=32.0) is True  # three in a row
-    assert store.evictions == 1 and store.find(entry.proxy) is None
-    assert store.take_departed() == [entry.proxy]
+        assert store.evictions == 1 and store.find(entry.proxy) is None
+        assert store.take_departed() == [entry.proxy]
 
 
 def test_a_ban_skips_the_proxy_for_that_site_only_and_sessions_stick() -> None:
@@ -118,16 +120,25 @@ def test_batches_all_banned_in_a_row_start_a_storm_and_a_success_ends_it() -> No
         assert store.take_storm_news() == [("shop.example", 60.0)]
         assert store.take_storm_news() == []
         store.succeed(_proxies(1)[0], "shop.example")
-        assert not store.storming("shop.example", 10.0) and not store.counting_bans
+        assert not store.storming("shop.example", 10.0)
+        assert not store.streaks and not store.storms
 
 
 def test_the_budget_counts_bought_reserved_and_others() -> None:
     store = _store()
     with store.lock:
         assert store.budget_left(None) == float("inf")
-        store.extracted, store.reserved, store.others_extracted = 3, 2, 4
+        store.begin_buy(5)
+        store.begin_buy(2)
+        assert store.budget_left(10) == 3  # reserved before paying
+        store.settle_buy(5, 6, paid=True)  # handed over more than asked: all count
+        assert (store.extracted, store.reserved, store.refills) == (6, 2, 1)
+        store.cancel_buy(2)
+        store.spent_elsewhere(3)
         assert store.budget_left(10) == 1
-        store.budget_gone = True
+        store.settle_buy(0, 4, paid=False)  # a free source's proxies are minted, not bought
+        assert (store.extracted, store.minted, store.budget_left(10)) == (6, 4, 1)
+        store.close_budget()
         assert store.budget_left(10) == 0
 
 
@@ -160,3 +171,22 @@ def test_rules_must_be_health_rules() -> None:
     with pytest.raises(ConfigError, match="rules") as caught:
         MemoryStore(rules={"max_failures": 3})  # type: ignore[arg-type]
     assert caught.value.field == "rules"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_failures", 0),
+        ("max_failures", "3"),
+        ("cooldown", 5.0),
+        ("storm_batches", 0),
+        ("storm_cooldown", 0.0),
+        ("storm_cooldown", -5.0),
+        ("new_rotation", "round_robin"),
+        ("rng", 7),
+    ],
+)
+def test_health_rules_are_checked(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        HealthRules(**{field: value})
+    assert caught.value.field == field
