@@ -264,12 +264,6 @@ class Sharing:
         with contextlib.suppress(StoreUnavailable):
             self._flush()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the background thread to finish (it ends within one read of the store)."""
-        self._thread.join(timeout)
-
-    # -- a refill's steps ------------------------------------------------------------------
-
     # -- sticky sessions ---------------------------------------------------------------------
 
     def remember(self, proxies: list[Proxy]) -> None:
@@ -317,8 +311,7 @@ class Sharing:
             self.confirmed[key] = proxy
         return proxy
 
-    def lease_name(self, geo: Geo) -> str:
-        return f"refill:{geo}"
+    # -- a refill's steps ------------------------------------------------------------------
 
     def run_refill(
         self,
@@ -336,7 +329,7 @@ class Sharing:
         Raises ``StoreUnavailable`` before buying when the store cannot be reached; the budget
         spent is an empty batch with ``bought = -1``."""
         store = self.store
-        name = self.lease_name(geo)
+        name = f"refill:{geo}"
         token = store.take_lease(name, self.lease_ttl)
         if token is None:
             return None
